@@ -1,0 +1,1 @@
+"""Audio → features → embeddings: the encoder side of tuneprint."""

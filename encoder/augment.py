@@ -1,0 +1,142 @@
+"""Degradations that users' clips really have, and the seed's spectrogram augmentations.
+
+Waveform degradations (for training views, benchmarks and evaluation): background noise at
+a chosen SNR, room reverb, a phone's 300–3400 Hz band at 8 kHz through a lossy codec,
+small speed changes and gain. Spectrogram augmentations (seed 004 §2.3): frequency and
+time masking (rolling is done by cutting patches at shifted starts).
+
+Every function is pure given its ``rng``: arrays in, arrays out, shapes kept.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from .audio import to_rate
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    p_noise: float = 0.9
+    snr_db: tuple[float, float] = (0.0, 10.0)
+    p_bank_noise: float = 0.7  # share of noise drawn from recorded sounds rather than coloured noise
+    p_reverb: float = 0.5
+    rt60_s: tuple[float, float] = (0.2, 0.9)
+    p_phone: float = 0.35
+    p_speed: float = 0.3
+    speed: tuple[float, float] = (0.97, 1.03)
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def signal_power(y: np.ndarray) -> float:
+    """Mean power of the louder half of 50-ms frames, so pauses do not lower the SNR reference."""
+    n = 1102
+    frames = y[: len(y) // n * n].reshape(-1, n) if len(y) >= n else y[None]
+    power = np.sort((frames.astype(np.float64) ** 2).mean(axis=1))
+    return float(power[len(power) // 2 :].mean()) + 1e-12
+
+
+def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """Add ``noise`` (looped or cropped to ``len(y)``) at ``snr_db`` below the signal.
+
+    Parameters
+    ----------
+    y, noise : np.ndarray [shape=(n,)], [shape=(m,)]
+    """
+    if len(noise) < len(y):
+        noise = np.tile(noise, int(np.ceil(len(y) / max(len(noise), 1))))
+    noise = noise[: len(y)].astype(np.float32)
+    scale = np.sqrt(signal_power(y) / (signal_power(noise) * 10 ** (snr_db / 10)))
+    return (y + scale * noise).astype(np.float32)
+
+
+def colored_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
+    """Noise with a 1/f^exponent power spectrum: 0 white, 1 pink, 2 brown [shape=(n,)]."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spectrum), dtype=np.float64)
+    f[0] = 1.0
+    y = np.fft.irfft(spectrum / f ** (exponent / 2), n)
+    return (y / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+
+def room_impulse(sr: int, rng: np.random.Generator, rt60_s: float) -> np.ndarray:
+    """A synthetic room impulse response: direct path, sparse early echoes, exponential tail."""
+    n = int(sr * rt60_s)
+    t = np.arange(n) / sr
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)  # −60 dB at rt60
+    early = np.zeros(n)
+    for _ in range(6):
+        early[rng.integers(int(0.002 * sr), int(0.05 * sr))] += rng.uniform(0.2, 0.7) * rng.choice([-1, 1])
+    ir = 0.4 * tail / (np.abs(tail).max() + 1e-9) + early
+    ir[0] = 1.0
+    return (ir / np.sqrt((ir**2).sum())).astype(np.float32)
+
+
+def reverb(y: np.ndarray, sr: int, rng: np.random.Generator, rt60_s: float) -> np.ndarray:
+    """Convolve with a synthetic room of reverberation time ``rt60_s``; length is kept."""
+    wet = fftconvolve(y, room_impulse(sr, rng, rt60_s))[: len(y)]
+    return (wet * np.sqrt(signal_power(y) / signal_power(wet))).astype(np.float32)
+
+
+def phone(y: np.ndarray, sr: int, rng: np.random.Generator, codec: str | None = None) -> np.ndarray:
+    """A phone line: 300–3400 Hz at 8 kHz, through low-bitrate MP3 or GSM, back at ``sr``."""
+    from pedalboard import GSMFullRateCompressor, HighpassFilter, LowpassFilter, MP3Compressor, Pedalboard
+
+    narrow = to_rate(y, sr, 8000)
+    band = Pedalboard([HighpassFilter(300.0), LowpassFilter(3400.0)])(narrow[None], 8000)
+    codec = codec or rng.choice(["mp3", "gsm"])
+    fx = MP3Compressor(vbr_quality=float(rng.uniform(6.0, 9.5))) if codec == "mp3" else GSMFullRateCompressor()
+    coded = fx(band, 8000)[0][: len(narrow)]
+    out = to_rate(coded, 8000, sr)
+    return np.pad(out, (0, max(0, len(y) - len(out))))[: len(y)].astype(np.float32)
+
+
+def change_speed(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """Play ``factor`` times faster (tempo and pitch together, as a tape or sox `speed`)."""
+    return to_rate(y, int(round(sr * factor)), sr)
+
+
+def apply_gain(y: np.ndarray, gain_db: float) -> np.ndarray:
+    return np.clip(y * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
+
+
+def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.ndarray] | None = None,
+            cfg: DegradeConfig = DegradeConfig()) -> np.ndarray:
+    """A random chain of the degradations above, as a phone in a noisy room would record."""
+    length = len(y)
+    if rng.random() < cfg.p_speed:
+        y = change_speed(y, sr, rng.uniform(*cfg.speed))
+    if rng.random() < cfg.p_reverb:
+        y = reverb(y, sr, rng, rng.uniform(*cfg.rt60_s))
+    if rng.random() < cfg.p_noise:
+        if noises and rng.random() < cfg.p_bank_noise:
+            noise = noises[rng.integers(len(noises))]
+            start = rng.integers(max(1, len(noise) - len(y)))
+            noise = noise[start : start + len(y)]
+        else:
+            noise = colored_noise(len(y), rng, rng.choice([0.0, 1.0, 2.0]))
+        y = mix_at_snr(y, noise, rng.uniform(*cfg.snr_db))
+    if rng.random() < cfg.p_phone:
+        y = phone(y, sr, rng)
+    y = apply_gain(y / max(1.0, float(np.abs(y).max())), rng.uniform(*cfg.gain_db))
+    return np.pad(y, (0, max(0, length - len(y))))[:length]
+
+
+def mask_spectrogram(patch: np.ndarray, rng: np.random.Generator, *, max_bins: int = 8, max_frames: int = 8,
+                     p: float = 0.5) -> np.ndarray:
+    """Seed-style frequency and time masking of a normalised patch [shape=(n_mels, frames)]."""
+    patch = patch.copy()
+    if rng.random() < p:
+        width = rng.integers(1, max_bins + 1)
+        start = rng.integers(0, patch.shape[0] - width + 1)
+        patch[start : start + width, :] = 0.0
+    if rng.random() < p:
+        width = rng.integers(1, max_frames + 1)
+        start = rng.integers(0, patch.shape[1] - width + 1)
+        patch[:, start : start + width] = 0.0
+    return patch

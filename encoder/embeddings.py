@@ -1,0 +1,48 @@
+"""Audio → patch embeddings: the one place where features meet the network."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .features import FeatureConfig, audio_to_patches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Embeddings:
+    vectors: np.ndarray  # [shape=(p, D), dtype=float32], unit norm
+    offsets_s: np.ndarray  # [shape=(p,), dtype=float32], start of each patch in the audio
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+class Embedder:
+    """Runs a loaded model over patches in batches, on CPU (or CUDA when asked)."""
+
+    def __init__(self, model: LoadedModel, *, batch_size: int = 128, device: str = "cpu"):
+        self.model_id = model.model_id
+        self.features: FeatureConfig = model.features
+        self.dim = model.net.cfg.embedding_dim
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.net = model.net.to(self.device).eval().to(memory_format=torch.channels_last)
+
+    def embed_patches(self, patches: np.ndarray) -> np.ndarray:
+        """Patches [shape=(p, n_mels, frames)] → unit-norm embeddings [shape=(p, D), float32]."""
+        out = np.empty((len(patches), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(patches), self.batch_size):
+                x = torch.from_numpy(patches[i : i + self.batch_size]).unsqueeze(1).to(self.device)
+                out[i : i + len(x)] = self.net.embed(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+        return out
+
+    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False) -> Embeddings:
+        """Mono audio at the feature rate → embeddings of its non-silent patches and their offsets."""
+        patches, offsets = audio_to_patches(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
+        return Embeddings(self.embed_patches(patches), offsets)

@@ -1,0 +1,148 @@
+"""Log-mel spectrograms and the 64×64 patches the encoder reads (seed 004 §2.2).
+
+All functions are pure: arrays in, arrays out, configured by :class:`FeatureConfig`.
+Frames and patches are converted to seconds with the same config that made them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import SilentAudioError, TooShortError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 2048
+    hop_length: int = 1024  # ≈46 ms at 22,050 Hz
+    n_mels: int = 64
+    patch_frames: int = 64  # ≈2.97 s
+    top_db: float = 80.0  # dynamic range kept below each patch's loudest bin
+    silence_db: float = -70.0  # a patch whose loudest mel bin is below this is silence
+    min_clip_seconds: float = 1.0  # shorter queries are refused; shorter than a patch are padded
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_length / self.sample_rate
+
+    @property
+    def patch_seconds(self) -> float:
+        return self.patch_frames * self.frame_seconds
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def log_mel(y: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Log-mel power spectrogram in dB relative to full scale.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio at ``cfg.sample_rate``.
+
+    Returns
+    -------
+    S_db : np.ndarray [shape=(n_mels, t), dtype=float32]
+    """
+    mel = librosa.feature.melspectrogram(
+        y=y.astype(np.float32), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels, power=2.0,
+    )
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+
+
+def patch_starts(n_frames: int, hop_frames: int, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """First frame of every patch, ``hop_frames`` apart, the last one flush with the end.
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(p,), dtype=int64]
+        Empty when ``n_frames < cfg.patch_frames``.
+    """
+    last = n_frames - cfg.patch_frames
+    if last < 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, last + 1, max(1, hop_frames), dtype=np.int64)
+    if starts[-1] != last:
+        starts = np.append(starts, last)
+    return starts
+
+
+def normalize_patch(patch_db: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Scale dB values to [0, 1] relative to each patch's own maximum.
+
+    Per-patch scaling makes the features blind to playback volume.
+
+    Parameters
+    ----------
+    patch_db : np.ndarray [shape=(..., n_mels, patch_frames)]
+    """
+    peak = patch_db.max(axis=(-2, -1), keepdims=True)
+    return np.clip((patch_db - peak + cfg.top_db) / cfg.top_db, 0.0, 1.0).astype(np.float32)
+
+
+def cut_patches(S_db: np.ndarray, starts: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Stack normalised patches of ``S_db`` beginning at ``starts``.
+
+    Returns
+    -------
+    patches : np.ndarray [shape=(len(starts), n_mels, patch_frames), dtype=float32]
+    """
+    if len(starts) == 0:
+        return np.zeros((0, cfg.n_mels, cfg.patch_frames), dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(S_db, cfg.patch_frames, axis=1)  # (mels, t', frames)
+    return normalize_patch(np.ascontiguousarray(windows[:, starts].transpose(1, 0, 2)), cfg)
+
+
+def is_loud(S_db: np.ndarray, starts: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Which patches hold signal above the silence floor [shape=(p,), dtype=bool]."""
+    frame_peak = S_db.max(axis=0)
+    return np.array([frame_peak[s : s + cfg.patch_frames].max() >= cfg.silence_db for s in starts], dtype=bool)
+
+
+def audio_to_patches(
+    y: np.ndarray, *, hop_frames: int, cfg: FeatureConfig = FeatureConfig(), pad: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn audio into the non-silent patches the encoder reads, and where each starts.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+    hop_frames : int
+        Frames between consecutive patch starts.
+    pad : bool
+        Pad audio shorter than one patch with silence (for short queries).
+
+    Returns
+    -------
+    patches : np.ndarray [shape=(p, n_mels, patch_frames), dtype=float32], values in [0, 1]
+    offsets_s : np.ndarray [shape=(p,), dtype=float32], start of each patch in seconds
+
+    Raises
+    ------
+    TooShortError
+        Less than one patch of audio (or than ``min_clip_seconds`` with ``pad``).
+    SilentAudioError
+        No patch rises above the silence floor.
+    """
+    seconds = len(y) / cfg.sample_rate
+    if pad:
+        if seconds < cfg.min_clip_seconds:
+            raise TooShortError(f"clip is {seconds:.2f} s long; at least {cfg.min_clip_seconds:.1f} s needed")
+        need = (cfg.patch_frames - 1) * cfg.hop_length
+        if len(y) < need:
+            y = np.pad(y, (0, need - len(y)))
+    S_db = log_mel(y, cfg)
+    starts = patch_starts(S_db.shape[1], hop_frames, cfg)
+    if len(starts) == 0:
+        raise TooShortError(f"audio is {seconds:.2f} s long; one patch needs {cfg.patch_seconds:.2f} s")
+    loud = is_loud(S_db, starts, cfg)
+    if not loud.any():
+        raise SilentAudioError("the audio is silent (no signal above the silence floor)")
+    starts = starts[loud]
+    return cut_patches(S_db, starts, cfg), (starts * cfg.frame_seconds).astype(np.float32)

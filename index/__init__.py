@@ -1,0 +1,1 @@
+"""Vector store, catalog and voting: where embeddings become answers."""

@@ -1,0 +1,186 @@
+"""The catalog: songs, their labels and their snippets (vector row id → song, offset), in SQLite.
+
+The vector index stores row ids only; this is where they get a meaning.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Song:
+    song_id: str
+    path: str
+    title: str | None
+    artist: str | None
+    duration_s: float
+    audio_hash: str
+    labels: tuple[str, ...] = ()
+    n_snippets: int = 0
+
+    def to_dict(self) -> dict:
+        return {"song_id": self.song_id, "path": self.path, "title": self.title, "artist": self.artist,
+                "duration_s": round(self.duration_s, 3), "labels": list(self.labels), "snippets": self.n_snippets}
+
+
+@dataclass(frozen=True)
+class SnippetInfo:
+    """Song, offset and labels for a batch of row ids, aligned with the ids asked for."""
+
+    song_ids: np.ndarray  # [shape=ids.shape, dtype=object], None where an id is unknown
+    offsets_s: np.ndarray  # [shape=ids.shape, dtype=float32]
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # song_id → labels
+
+
+class Catalog:
+    """SQLite catalog of one library. Thread-safe: one connection behind a lock."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.RLock()
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with self._lock, self.db.atomic():
+            if "songs" not in self.db.table_names():
+                self.db["songs"].create(
+                    {"song_id": str, "path": str, "title": str, "artist": str, "duration_s": float,
+                     "audio_hash": str, "added_at": str}, pk="song_id")
+                self.db["songs"].create_index(["audio_hash"], unique=True)
+                self.db["labels"].create({"song_id": str, "label": str}, pk=("song_id", "label"),
+                                         foreign_keys=[("song_id", "songs", "song_id")])
+                self.db["labels"].create_index(["label"])
+                self.db["snippets"].create({"row_id": int, "song_id": str, "offset_s": float}, pk="row_id",
+                                           foreign_keys=[("song_id", "songs", "song_id")])
+                self.db["snippets"].create_index(["song_id"])
+                self.db["meta"].create({"key": str, "value": str}, pk="key")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self):
+        """All-or-nothing writes: commit on success, roll back on any error or interrupt."""
+        with self._lock, self.db.atomic():
+            yield self
+
+    # -- meta --------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    # -- writes (call inside transaction()) --------------------------------------------
+    def next_row_id(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(row_id), -1) + 1 FROM snippets").fetchone()
+        return max(int(row[0]), int(self.get_meta("next_row_id", "0")))
+
+    def insert_song(self, song: Song, offsets_s: np.ndarray, first_row_id: int, added_at: str) -> np.ndarray:
+        """Insert a song and its snippets; returns the snippet row ids given to its vectors."""
+        row_ids = np.arange(first_row_id, first_row_id + len(offsets_s), dtype=np.int64)
+        self.db["songs"].insert({"song_id": song.song_id, "path": song.path, "title": song.title,
+                                 "artist": song.artist, "duration_s": song.duration_s,
+                                 "audio_hash": song.audio_hash, "added_at": added_at})
+        self.db["labels"].insert_all([{"song_id": song.song_id, "label": label} for label in song.labels])
+        self.db["snippets"].insert_all(
+            ({"row_id": int(r), "song_id": song.song_id, "offset_s": float(o)} for r, o in zip(row_ids, offsets_s)),
+            batch_size=1000)
+        # Row ids are never reused, so a stale vector can never be mistaken for a new song's.
+        self.set_meta("next_row_id", str(first_row_id + len(offsets_s)))
+        return row_ids
+
+    def delete_song(self, song_id: str) -> np.ndarray:
+        """Delete a song, its labels and snippets; returns the row ids to drop from the index."""
+        row_ids = self.row_ids(song_id)
+        self.db.execute("DELETE FROM snippets WHERE song_id = ?", [song_id])
+        self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
+        self.db.execute("DELETE FROM songs WHERE song_id = ?", [song_id])
+        return row_ids
+
+    def set_labels(self, song_id: str, labels: tuple[str, ...]) -> None:
+        self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
+        self.db["labels"].insert_all([{"song_id": song_id, "label": label} for label in labels])
+
+    # -- reads -------------------------------------------------------------------------
+    def song(self, song_id: str) -> Song | None:
+        songs = self.songs(where="songs.song_id = ?", params=[song_id])
+        return songs[0] if songs else None
+
+    def song_by_hash(self, audio_hash: str) -> Song | None:
+        songs = self.songs(where="songs.audio_hash = ?", params=[audio_hash])
+        return songs[0] if songs else None
+
+    def songs(self, where: str = "1", params: list | None = None, limit: int | None = None, offset: int = 0) -> list[Song]:
+        sql = f"""
+            SELECT songs.*, (SELECT COUNT(*) FROM snippets s WHERE s.song_id = songs.song_id) AS n_snippets,
+                   (SELECT GROUP_CONCAT(label, char(31)) FROM labels l WHERE l.song_id = songs.song_id) AS label_list
+            FROM songs WHERE {where} ORDER BY songs.path
+            {'LIMIT ? OFFSET ?' if limit is not None else ''}"""
+        args = list(params or []) + ([limit, offset] if limit is not None else [])
+        with self._lock:
+            rows = list(self.db.query(sql, args))
+        return [Song(r["song_id"], r["path"], r["title"], r["artist"], r["duration_s"], r["audio_hash"],
+                     tuple(sorted(r["label_list"].split("\x1f"))) if r["label_list"] else (), r["n_snippets"])
+                for r in rows]
+
+    def row_ids(self, song_id: str | None = None) -> np.ndarray:
+        with self._lock:
+            if song_id is None:
+                rows = self.db.execute("SELECT row_id FROM snippets ORDER BY row_id").fetchall()
+            else:
+                rows = self.db.execute("SELECT row_id FROM snippets WHERE song_id = ? ORDER BY offset_s", [song_id]).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def lookup(self, row_ids: np.ndarray) -> SnippetInfo:
+        """Song, offset and labels of every row id in ``row_ids`` (any shape; -1 = none)."""
+        flat = np.asarray(row_ids, dtype=np.int64).ravel()
+        wanted = sorted({int(i) for i in flat if i >= 0})
+        found: dict[int, tuple[str, float]] = {}
+        with self._lock:
+            for chunk in _chunks(wanted, 900):  # SQLite's limit on bound parameters
+                marks = ",".join("?" * len(chunk))
+                for r, s, o in self.db.execute(f"SELECT row_id, song_id, offset_s FROM snippets WHERE row_id IN ({marks})", chunk):
+                    found[r] = (s, o)
+            songs = sorted({s for s, _ in found.values()})
+            labels: dict[str, list[str]] = {s: [] for s in songs}
+            for chunk in _chunks(songs, 900):
+                marks = ",".join("?" * len(chunk))
+                for s, label in self.db.execute(f"SELECT song_id, label FROM labels WHERE song_id IN ({marks})", chunk):
+                    labels[s].append(label)
+        song_ids = np.array([found.get(int(i), (None, 0.0))[0] for i in flat], dtype=object).reshape(np.shape(row_ids))
+        offsets = np.array([found.get(int(i), (None, np.nan))[1] for i in flat], dtype=np.float32).reshape(np.shape(row_ids))
+        return SnippetInfo(song_ids, offsets, {s: tuple(sorted(v)) for s, v in labels.items()})
+
+    def counts(self) -> dict:
+        with self._lock:
+            songs, hours = self.db.execute("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) / 3600.0 FROM songs").fetchone()
+            snippets = self.db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0]
+            labels = dict(self.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY label").fetchall())
+        return {"songs": songs, "snippets": snippets, "hours": hours, "labels": labels}
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Train the shipped default encoder on the development corpus and export it.
+
+    python scripts/fetch_corpus.py --out data/corpus
+    python scripts/train_default.py --corpus data/corpus --run runs/default --epochs 30
+
+Songs are split by encoder.splits: training sees the train part of the seen collections
+only. The final weights are written in half precision to encoder/weights/default.safetensors
+(with --export) together with the model card's facts in encoder/weights/default.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint
+from encoder.splits import read_manifest, split_songs
+from encoder.training import TrainConfig, train
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    p.add_argument("--run", type=Path, default=Path("runs/default"))
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--variant", default="contrastive+classifier")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", action="store_true", help="write encoder/weights/default.safetensors when done")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    parts = split_songs(read_manifest(args.corpus))
+    noise = sorted(str(f) for f in (args.corpus / "noise").iterdir())
+    cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
+                      threads=args.threads, device=args.device)
+    started = time.time()
+    weights = train(parts["train"], args.run, cfg=cfg, val_items=parts["val"], noise_paths=noise, resume=args.resume)
+    minutes = (time.time() - started) / 60
+    if args.export:
+        export(weights, args, minutes, {k: len(v) for k, v in parts.items()})
+    return 0
+
+
+def export(weights: Path, args, minutes: float, counts: dict) -> None:
+    loaded = load_checkpoint(weights)
+    save_checkpoint(DEFAULT_WEIGHTS, loaded.net, loaded.features, half=True, encoder_only=True,
+                    extra={"trained_on": "tuneprint development corpus (scripts/fetch_corpus.py)", "run": str(args.run),
+                           "variant": args.variant, "epochs": args.epochs, "steps": loaded.meta["extra"].get("step"),
+                           "split_counts": counts, "train_minutes_this_invocation": round(minutes, 1)})
+    logging.info("exported %s (%.1f MB)", DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.stat().st_size / 1e6)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
