@@ -325,9 +325,12 @@ class Library:
         return self.catalog.song(song_id)
 
     # -- reading -------------------------------------------------------------------------
-    def embed_clip(self, clip: AudioSource) -> Embeddings:
-        """Decode and embed a query clip, its patches cut densely."""
-        y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
+    def embed_clip(self, clip: AudioSource | np.ndarray) -> Embeddings:
+        """Decode and embed a query clip (a file, its bytes, or samples at the feature rate), patches cut densely."""
+        if isinstance(clip, np.ndarray):
+            y = clip.astype(np.float32)
+        else:
+            y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
         return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
 
     def _neighbours(self, vectors: np.ndarray, k: int):
@@ -417,6 +420,20 @@ class Library:
                 "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4)}
 
     # -- maintenance ---------------------------------------------------------------------
+    def adopt_model(self, checkpoint: str | os.PathLike) -> str:
+        """Make a trained checkpoint this library's encoder (encoder part only, half precision).
+
+        The library must then be re-embedded (:meth:`reindex`) before it answers queries again.
+        """
+        from encoder.checkpoint import load_checkpoint, save_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        save_checkpoint(self.root / LIBRARY_MODEL, loaded.net, loaded.features, half=True, encoder_only=True,
+                        extra={"source": str(Path(checkpoint).resolve()), **loaded.meta.get("extra", {})})
+        self.settings = replace(self.settings, model=LIBRARY_MODEL)
+        _write_json_atomic(self.root / SETTINGS_FILE, self.settings.to_dict())
+        return str(self.root / LIBRARY_MODEL)
+
     def reindex(self, progress: Callable[[Song], None] | None = None) -> int:
         """Re-embed every song from its file with the library's current model and rebuild the index.
 
@@ -452,6 +469,8 @@ def _load_library_model(root: Path, spec: str) -> LoadedModel:
 
 
 def _name(clip) -> str:
+    if isinstance(clip, np.ndarray):
+        return "samples"
     return "upload" if isinstance(clip, (bytes, bytearray)) else str(Path(clip).resolve())
 
 

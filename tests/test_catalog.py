@@ -1,0 +1,129 @@
+"""index/catalog.py: songs, labels and snippets in SQLite; all-or-nothing transactions."""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from index.catalog import SCHEMA_VERSION, Catalog, Song
+
+NOW = "2024-06-01T00:00:00+00:00"
+
+
+def song(i: int, labels=("rock",)) -> Song:
+    return Song(f"song{i}", f"/music/song{i}.wav", f"Song {i}", None, 20.0 + i, f"hash{i}", tuple(labels))
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    c = Catalog(tmp_path / "catalog.sqlite")
+    yield c
+    c.close()
+
+
+def insert(catalog: Catalog, s: Song, n: int) -> np.ndarray:
+    with catalog.transaction():
+        offsets = np.arange(n, dtype=np.float32) * 0.5
+        return catalog.insert_song(s, offsets, catalog.next_row_id(), NOW)
+
+
+def test_new_catalog_is_empty_and_versioned(catalog):
+    assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert catalog.counts() == {"songs": 0, "snippets": 0, "hours": 0.0, "labels": {}}
+    assert catalog.next_row_id() == 0
+    assert catalog.songs() == []
+
+
+def test_insert_and_lookup(catalog):
+    ids0 = insert(catalog, song(0, ("rock", "live")), 3)
+    ids1 = insert(catalog, song(1, ()), 2)
+    np.testing.assert_array_equal(ids0, [0, 1, 2])
+    np.testing.assert_array_equal(ids1, [3, 4])
+
+    stored = catalog.song("song0")
+    assert stored.path == "/music/song0.wav" and stored.title == "Song 0"
+    assert stored.labels == ("live", "rock") and stored.n_snippets == 3
+    assert catalog.song_by_hash("hash1").song_id == "song1"
+    assert catalog.song("nope") is None and catalog.song_by_hash("nope") is None
+
+    info = catalog.lookup(np.array([[4, 0, -1], [2, 99, 3]]))
+    assert info.song_ids.shape == (2, 3)
+    assert info.song_ids.tolist() == [["song1", "song0", None], ["song0", None, "song1"]]
+    np.testing.assert_allclose(info.offsets_s[0, :2], [0.5, 0.0])
+    assert np.isnan(info.offsets_s[0, 2]) and np.isnan(info.offsets_s[1, 1])
+    assert info.labels == {"song0": ("live", "rock"), "song1": ()}
+
+    counts = catalog.counts()
+    assert counts["songs"] == 2 and counts["snippets"] == 5
+    assert counts["hours"] == pytest.approx((20.0 + 21.0) / 3600)
+    assert counts["labels"] == {"live": 1, "rock": 1}
+    np.testing.assert_array_equal(catalog.row_ids(), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(catalog.row_ids("song1"), [3, 4])
+
+
+def test_lookup_many_ids_beyond_sqlite_parameter_limit(catalog):
+    insert(catalog, song(0), 2500)
+    info = catalog.lookup(np.arange(2500))
+    assert set(info.song_ids.tolist()) == {"song0"}
+    np.testing.assert_allclose(info.offsets_s, np.arange(2500) * 0.5)
+
+
+def test_same_audio_hash_is_refused(catalog):
+    insert(catalog, song(0), 1)
+    twin = Song("other", "/music/copy.flac", None, None, 20.0, "hash0")
+    with pytest.raises(sqlite3.IntegrityError):
+        insert(catalog, twin, 1)
+    assert [s.song_id for s in catalog.songs()] == ["song0"]
+
+
+def test_delete(catalog):
+    insert(catalog, song(0), 3)
+    insert(catalog, song(1), 2)
+    with catalog.transaction():
+        removed = catalog.delete_song("song0")
+    np.testing.assert_array_equal(removed, [0, 1, 2])
+    assert catalog.song("song0") is None
+    assert catalog.lookup(np.array([0, 1, 2, 3])).song_ids.tolist() == [None, None, None, "song1"]
+    assert catalog.counts()["songs"] == 1 and catalog.counts()["snippets"] == 2
+    # row ids are never reused, even when the deleted song held the highest ones
+    with catalog.transaction():
+        catalog.delete_song("song1")
+    assert catalog.next_row_id() == 5
+    np.testing.assert_array_equal(insert(catalog, song(2), 1), [5])
+
+
+def test_set_labels(catalog):
+    insert(catalog, song(0, ("rock",)), 1)
+    with catalog.transaction():
+        catalog.set_labels("song0", ("jazz", "live"))
+    assert catalog.song("song0").labels == ("jazz", "live")
+    assert catalog.counts()["labels"] == {"jazz": 1, "live": 1}
+
+
+def test_transaction_rollback_leaves_nothing(catalog):
+    insert(catalog, song(0), 2)
+    before = (catalog.counts(), catalog.next_row_id(), catalog.get_meta("next_row_id"))
+    with pytest.raises(RuntimeError):
+        with catalog.transaction():
+            catalog.insert_song(song(1, ("jazz",)), np.arange(4, dtype=np.float32), catalog.next_row_id(), NOW)
+            catalog.delete_song("song0")
+            raise RuntimeError("crash mid-commit")
+    assert (catalog.counts(), catalog.next_row_id(), catalog.get_meta("next_row_id")) == before
+    assert catalog.song("song1") is None and catalog.song("song0") is not None
+    assert catalog.lookup(np.array([2, 3, 4, 5])).song_ids.tolist() == [None] * 4
+
+
+def test_reopen_keeps_data(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    c = Catalog(path)
+    insert(c, song(0), 2)
+    c.set_meta("model_id", "m1")
+    c.close()
+    c = Catalog(path)
+    try:
+        assert c.song("song0").n_snippets == 2
+        assert c.get_meta("model_id") == "m1"
+        assert c.get_meta("missing", "fallback") == "fallback"
+    finally:
+        c.close()

@@ -1,0 +1,135 @@
+"""index/vote.py: the k-NN vote on hand-built neighbour lists with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.vote import SongVote, VoteConfig, consensus_offset, decide, vote_labels, vote_songs
+
+
+def neighbours(rows):
+    """Rows of (song, similarity, offset_s) per query patch → the three (n, k) arrays."""
+    k = max(len(r) for r in rows)
+    rows = [list(r) + [(None, -np.inf, np.nan)] * (k - len(r)) for r in rows]
+    songs = np.array([[s for s, _, _ in r] for r in rows], dtype=object)
+    sims = np.array([[x for _, x, _ in r] for r in rows], dtype=np.float32)
+    offsets = np.array([[o for _, _, o in r] for r in rows], dtype=np.float32)
+    return songs, sims, offsets
+
+
+def test_majority_wins_and_shares_sum_to_one():
+    songs, sims, offsets = neighbours([
+        [("a", 0.9, 10.0), ("a", 0.8, 10.2), ("b", 0.7, 3.0), ("c", 0.6, 1.0)],
+        [("a", 0.9, 10.5), ("b", 0.85, 3.4), ("a", 0.7, 10.4), (None, 0.0, 0.0)],
+        [("a", 0.95, 11.0), ("a", 0.9, 11.1), ("b", 0.5, 4.0), ("a", 0.4, 25.0)],
+    ])
+    votes = vote_songs(songs, sims, offsets, np.array([0.0, 0.5, 1.0], np.float32))
+    assert [v.song_id for v in votes] == ["a", "b", "c"]
+    assert [v.votes for v in votes] == [7, 3, 1]
+    total = 11  # the None neighbour does not vote
+    assert [v.share for v in votes] == pytest.approx([7 / total, 3 / total, 1 / total])
+    assert sum(v.share for v in votes) == pytest.approx(1.0)
+
+
+def test_similarity_is_mean_best_per_query_patch_with_zero_where_absent():
+    songs, sims, offsets = neighbours([
+        [("a", 0.9, 0.0), ("a", 0.5, 0.0), ("b", 0.8, 0.0)],
+        [("a", 0.7, 0.0), ("a", 0.6, 0.0), ("a", 0.1, 0.0)],
+    ])
+    votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(2, np.float32))}
+    assert votes["a"].similarity == pytest.approx((0.9 + 0.7) / 2)
+    assert votes["b"].similarity == pytest.approx(0.8 / 2)  # no neighbour of patch 2 is from b
+
+
+def test_top_two_order_and_ties_broken_by_similarity():
+    songs, sims, offsets = neighbours([
+        [("x", 0.3, 0.0), ("y", 0.9, 0.0), ("z", 0.5, 0.0), ("z", 0.5, 0.0)],
+        [("x", 0.3, 0.0), ("y", 0.9, 0.0), ("w", 0.2, 0.0), ("z", 0.4, 0.0)],
+    ])
+    votes = vote_songs(songs, sims, offsets, np.zeros(2, np.float32))
+    # z has 3 votes; x and y 2 each, y is more similar; w 1.
+    assert [v.song_id for v in votes] == ["z", "y", "x", "w"]
+    assert [v.votes for v in votes] == [3, 2, 2, 1]
+    assert votes[:VoteConfig().top][0].song_id == "z" and votes[:VoteConfig().top][1].song_id == "y"
+
+
+def test_consensus_offset_is_neighbour_offset_minus_query_offset():
+    rng = np.random.default_rng(0)
+    query_offsets = np.arange(8, dtype=np.float32) * 0.186  # query patches 4 frames apart
+    true_start = 42.3
+    rows = []
+    for q in query_offsets:
+        row = [("s", 0.9, true_start + q + rng.uniform(-0.15, 0.15)) for _ in range(4)]
+        row.append(("s", 0.5, rng.uniform(0, 100)))  # a stray neighbour elsewhere in the same song
+        rows.append(row)
+    songs, sims, offsets = neighbours(rows)
+    (vote,) = vote_songs(songs, sims, offsets, query_offsets, VoteConfig(offset_bin_s=1.0))
+    assert vote.offset_s == pytest.approx(true_start, abs=0.15)
+    # 32 of the 40 votes agree (the strays can join the window only by chance)
+    assert 32 / 40 <= vote.aligned <= 1.0
+    assert vote.score == pytest.approx(vote.share * (0.5 + 0.5 * vote.aligned))
+
+
+def test_consensus_offset_never_negative():
+    songs, sims, offsets = neighbours([[("s", 0.9, 0.1)], [("s", 0.9, 0.6)]])
+    (vote,) = vote_songs(songs, sims, offsets, np.array([0.0, 1.0], np.float32))
+    assert vote.offset_s == 0.0
+
+
+def test_consensus_offset_densest_window():
+    starts = np.array([1.0, 5.0, 5.2, 5.4, 5.5, 9.0, 20.0])
+    offset, aligned = consensus_offset(starts, 1.0)
+    assert offset == pytest.approx(np.median([5.0, 5.2, 5.4, 5.5]))
+    assert aligned == pytest.approx(4 / 7)
+    assert consensus_offset(np.array([]), 1.0) == (0.0, 0.0)
+
+
+def test_no_neighbours_no_votes():
+    songs = np.full((3, 4), None, dtype=object)
+    assert vote_songs(songs, np.zeros((3, 4)), np.zeros((3, 4)), np.zeros(3)) == []
+    assert decide([]) is None
+
+
+def _vote(share: float, similarity: float) -> SongVote:
+    return SongVote("s", votes=10, share=share, similarity=similarity, offset_s=0.0, aligned=1.0)
+
+
+def test_decide_thresholds():
+    cfg = VoteConfig(min_share=0.3, min_similarity=0.6)
+    assert decide([_vote(0.8, 0.9), _vote(0.1, 0.2)], cfg).share == 0.8
+    assert decide([_vote(0.29, 0.9)], cfg) is None  # share too low
+    assert decide([_vote(0.8, 0.59)], cfg) is None  # similarity too low
+    assert decide([_vote(0.3, 0.6)], cfg) is not None  # the thresholds themselves pass
+
+
+def test_decide_on_a_scattered_vote_is_unknown():
+    """Ten songs with one vote each per patch: no song reaches the default share."""
+    rows = [[(f"s{j}", 0.5, 0.0) for j in range(10)] for _ in range(5)]
+    songs, sims, offsets = neighbours(rows)
+    votes = vote_songs(songs, sims, offsets, np.zeros(5, np.float32))
+    assert all(v.share == pytest.approx(0.1) for v in votes)
+    assert decide(votes, VoteConfig()) is None
+
+
+def test_label_vote_majority_and_top_two():
+    songs = np.array([["a", "a", "b"], ["a", "c", "b"]], dtype=object)
+    labels = {"a": ("rock",), "b": ("jazz",), "c": ("pop",)}
+    top = vote_labels(songs, labels, top=2)
+    assert [label for label, _ in top] == ["rock", "jazz"]
+    assert [share for _, share in top] == pytest.approx([3 / 6, 2 / 6])
+
+
+def test_label_vote_splits_multi_label_songs_and_skips_unlabelled():
+    songs = np.array([["a", "b", "u", None], ["a", "b", "u", "u"]], dtype=object)
+    labels = {"a": ("rock",), "b": ("jazz", "rock")}  # u has no labels: it abstains, as does None
+    top = vote_labels(songs, labels, top=3)
+    # rock: 2 (a) + 2 × 0.5 (b) = 3; jazz: 2 × 0.5 = 1; out of 4 labelled votes
+    assert top == [("rock", pytest.approx(0.75)), ("jazz", pytest.approx(0.25))]
+    assert sum(share for _, share in top) == pytest.approx(1.0)
+
+
+def test_label_vote_ties_alphabetical_and_empty():
+    songs = np.array([["a", "b"]], dtype=object)
+    assert [label for label, _ in vote_labels(songs, {"a": ("zeta",), "b": ("alpha",)})] == ["alpha", "zeta"]
+    assert vote_labels(songs, {}) == []
+    assert vote_labels(np.array([[None, None]], dtype=object), {"a": ("x",)}) == []
