@@ -140,3 +140,36 @@ def mask_spectrogram(patch: np.ndarray, rng: np.random.Generator, *, max_bins: i
         start = rng.integers(0, patch.shape[1] - width + 1)
         patch[:, start : start + width] = 0.0
     return patch
+
+
+# The fixed test conditions of benchmarks and evaluations: one per clip, named.
+CONDITIONS = ("clean", "noise", "phone", "reverb")
+
+
+def apply_condition(clip: np.ndarray, condition: str, sr: int, rng: np.random.Generator,
+                    noises: list[np.ndarray] | None = None) -> np.ndarray:
+    """Degrade ``clip`` as one named condition.
+
+    - ``noise``: a recorded sound (or coloured noise where none are given) at 0–10 dB SNR;
+    - ``phone``: such noise at 10–20 dB SNR, then :func:`phone` (300–3400 Hz, 8 kHz, MP3/GSM);
+    - ``reverb``: a synthetic room, RT60 0.3–0.9 s;
+    - ``speed``: played 3 % faster or slower.
+    """
+    def noisy(lo: float, hi: float) -> np.ndarray:
+        if noises:
+            noise = noises[rng.integers(len(noises))]
+        else:
+            noise = colored_noise(len(clip), rng, float(rng.choice([0.0, 1.0, 2.0])))
+        return mix_at_snr(clip, noise, rng.uniform(lo, hi))
+
+    if condition == "clean":
+        return clip
+    if condition == "noise":
+        return noisy(0.0, 10.0)
+    if condition == "phone":
+        return phone(noisy(10.0, 20.0), sr, rng)
+    if condition == "reverb":
+        return reverb(clip, sr, rng, rng.uniform(0.3, 0.9))
+    if condition == "speed":
+        return change_speed(clip, sr, float(rng.choice([0.97, 1.03])))
+    raise ValueError(f"unknown condition {condition!r}")

@@ -76,12 +76,29 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     features = FeatureConfig(**json.loads(meta["feature_config"]))
     net = EncoderNet(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # strict=False still raises on shape mismatches
+        raise CheckpointError(f"{path}: weights do not fit the saved config ({str(e).splitlines()[-1].strip()})") from e
     if unexpected or any(k.startswith(("backbone.", "projection.")) for k in missing):
         raise CheckpointError(f"{path}: weights do not fit the saved config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     net.eval()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return LoadedModel(net, features, f"sha256:{digest}", {**meta, "extra": json.loads(meta.get("extra", "{}"))})
+
+
+def update_checkpoint_extra(path: str | os.PathLike, **extra) -> None:
+    """Add entries (e.g. calibrated thresholds) to a checkpoint's ``extra`` metadata, in place."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    state = load_file(str(path))
+    meta["extra"] = json.dumps({**json.loads(meta.get("extra", "{}")), **extra})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)
 
 
 def seeded_model(cfg: ModelConfig = ModelConfig(), features: FeatureConfig = FeatureConfig()) -> LoadedModel:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import librosa
+from functools import lru_cache
+
 import numpy as np
+import scipy.fft
 
 from .audio import SAMPLE_RATE
 from .errors import SilentAudioError, TooShortError
@@ -40,6 +42,10 @@ class FeatureConfig:
 def log_mel(y: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Log-mel power spectrogram in dB relative to full scale.
 
+    Centred frames (zero padding), periodic Hann window, Slaney mel filters: the same
+    numbers as ``librosa.feature.melspectrogram`` + ``power_to_db(ref=1)``, without
+    librosa's seconds of first-call start-up.
+
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
@@ -47,13 +53,43 @@ def log_mel(y: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
 
     Returns
     -------
-    S_db : np.ndarray [shape=(n_mels, t), dtype=float32]
+    S_db : np.ndarray [shape=(n_mels, 1 + n // hop_length), dtype=float32]
     """
-    mel = librosa.feature.melspectrogram(
-        y=y.astype(np.float32), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        n_mels=cfg.n_mels, power=2.0,
-    )
-    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+    padded = np.pad(np.asarray(y, dtype=np.float32), cfg.n_fft // 2)
+    n_frames = 1 + (len(padded) - cfg.n_fft) // cfg.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop_length][:n_frames]
+    power = np.abs(scipy.fft.rfft(frames * _hann(cfg.n_fft), axis=1)) ** 2
+    mel = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels) @ power.T
+    return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    return np.where(f < 1000.0, f / (200.0 / 3), 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0))
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m < 15.0, m * (200.0 / 3), 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)))
+
+
+@lru_cache(maxsize=8)
+def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Triangular, area-normalised (Slaney) mel filters from 0 Hz to sr/2 [shape=(n_mels, 1 + n_fft // 2)]."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 def patch_starts(n_frames: int, hop_frames: int, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:

@@ -211,7 +211,8 @@ def train(train_items: Sequence[tuple[str, str | None]], run_dir: str | os.PathL
           init_weights: str | None = None, progress: bool = True) -> Path:
     """Train on (path, label) items and write a run folder; returns the path of the final weights.
 
-    With ``resume``, the run continues from ``run_dir/state.pt`` with the saved config.
+    With ``resume``, the run continues from ``run_dir/state.pt`` with the saved config, for
+    ``cfg.epochs`` epochs in all (the learning-rate schedule follows the new length).
     """
     run_dir = Path(run_dir)
     state_path, weights_path = run_dir / "state.pt", run_dir / "model.safetensors"
@@ -219,8 +220,10 @@ def train(train_items: Sequence[tuple[str, str | None]], run_dir: str | os.PathL
         if not state_path.is_file():
             raise TuneprintError(f"{run_dir}: nothing to resume (no state.pt)")
         saved = json.loads((run_dir / "config.json").read_text())
-        cfg = replace(TrainConfig.from_dict(saved["train"]), epochs=max(cfg.epochs, saved["train"]["epochs"]))
+        # The caller's epoch count sets the run's (new) length; everything else is the saved run's.
+        cfg = replace(TrainConfig.from_dict(saved["train"]), epochs=cfg.epochs, device=cfg.device, threads=cfg.threads)
         labels = saved["labels"]
+        model_cfg, features = ModelConfig.from_dict(saved["model"]), FeatureConfig(**saved["features"])
     else:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise TuneprintError(f"{run_dir}: run folder is not empty; use --resume or another folder")
@@ -260,6 +263,7 @@ def train(train_items: Sequence[tuple[str, str | None]], run_dir: str | os.PathL
         net.load_state_dict(load_checkpoint(weights_path).net.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+        _truncate_metrics(run_dir / "metrics.csv", step)  # rows logged after the last checkpoint are redone
         log.info("resuming %s at step %d of %d", run_dir, step, total_steps)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +328,16 @@ def _save_state(run_dir: Path, net: EncoderNet, optimizer, step: int, features: 
     tmp = run_dir / "state.pt.tmp"
     torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
     os.replace(tmp, run_dir / "state.pt")
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_step]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
 
 
 def _append_metrics(path: Path, row: dict) -> None:

@@ -32,30 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import write_section  # noqa: E402
 
 from encoder.audio import load_audio  # noqa: E402
-from encoder.augment import mix_at_snr, phone, reverb  # noqa: E402
+from encoder.augment import CONDITIONS, apply_condition  # noqa: E402
 from encoder.splits import read_manifest, song_unit, split_songs  # noqa: E402
 from index.vectors import IndexConfig  # noqa: E402
 from server.library import Library, LibrarySettings  # noqa: E402
 
 log = logging.getLogger("benchmark")
-CONDITIONS = ("clean", "noise", "phone", "reverb")
-
-
-def degrade_clip(clip: np.ndarray, condition: str, sr: int, rng: np.random.Generator, noises: list[np.ndarray]) -> np.ndarray:
-    """The benchmark's fixed conditions (each clip gets one)."""
-    def recorded_noise(snr_lo, snr_hi):
-        noise = noises[rng.integers(len(noises))]
-        return mix_at_snr(clip, noise, rng.uniform(snr_lo, snr_hi))
-
-    if condition == "clean":
-        return clip
-    if condition == "noise":
-        return recorded_noise(0.0, 10.0)
-    if condition == "phone":
-        return phone(recorded_noise(10.0, 20.0), sr, rng)
-    if condition == "reverb":
-        return reverb(clip, sr, rng, rng.uniform(0.3, 0.9))
-    raise ValueError(condition)
 
 
 def main(argv=None) -> int:
@@ -101,7 +83,7 @@ def main(argv=None) -> int:
         for condition in CONDITIONS if member else ("clean", "noise"):
             for _ in range(args.clips_per_song):
                 start = rng.uniform(0, len(y) / sr - 3.0)
-                clip = degrade_clip(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises)
+                clip = apply_condition(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises)
                 t0 = time.perf_counter()
                 answer = lib.identify_embeddings(lib.embed_clip(clip), name=path)
                 latencies.append(time.perf_counter() - t0)

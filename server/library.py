@@ -47,7 +47,7 @@ AudioSource = "str | os.PathLike | bytes"
 class LibrarySettings:
     model: str = "default"  # "default" (shipped weights), "seeded", or a checkpoint path relative to the library
     index: IndexConfig = field(default_factory=IndexConfig)
-    vote: VoteConfig = field(default_factory=VoteConfig)
+    vote: VoteConfig | None = None  # None: the model's calibrated thresholds (or VoteConfig's defaults)
     index_hop_frames: int = 8  # ≈0.37 s between stored patches: a clip at any moment lines up within ≈0.19 s
     query_hop_frames: int = 4  # queries are cut densely; they are short
     similar_k: int = 50  # neighbours per patch when ranking similar tracks
@@ -62,7 +62,7 @@ class LibrarySettings:
         if d.get("format_version") != FORMAT_VERSION:
             raise MismatchError(f"library settings format version {d.get('format_version')}, this tuneprint reads {FORMAT_VERSION}")
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**d, "index": IndexConfig(**d.get("index", {})), "vote": VoteConfig(**d.get("vote", {}))})
+        return cls(**{**d, "index": IndexConfig(**d.get("index", {})), "vote": VoteConfig(**(d.get("vote") or {}))})
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ class Library:
             raise LibraryError(f"{root}: folder exists and is not empty; choose a new folder for the library")
         model = _load_library_model(root, settings.model)
         index_cfg = replace(settings.index, dim=model.net.cfg.embedding_dim)
-        settings = replace(settings, index=index_cfg)
+        settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model))
         create_index(index_cfg)  # fail on a bad backend name before anything is written
         root.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(root / SETTINGS_FILE, settings.to_dict())
@@ -371,7 +371,8 @@ class Library:
                 song = info.song_ids[q, j]
                 if song is None or song in exclude:
                     continue
-                best.setdefault(song, np.zeros(len(vectors)))[q] = max(best[song][q], sims[q, j])
+                row = best.setdefault(song, np.zeros(len(vectors)))
+                row[q] = max(row[q], sims[q, j])
         ranked = sorted(((float(v.mean()), s) for s, v in best.items()), reverse=True)[:n]
         return query, [Neighbour(self._song(s), score) for score, s in ranked]
 
@@ -460,6 +461,12 @@ class Library:
             save_index(fresh, self.root / INDEX_DIR, model_id=self.model_id)
             self.index = fresh
         return len(rows)
+
+
+def calibrated_vote(model: LoadedModel) -> VoteConfig:
+    """Vote settings with the "unknown" thresholds calibrated for this model (scripts/calibrate.py)."""
+    calibration = model.meta.get("extra", {}).get("calibration", {}) if model.meta else {}
+    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
 
 def _load_library_model(root: Path, spec: str) -> LoadedModel:

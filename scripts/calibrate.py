@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Calibrate a model's "unknown" thresholds on validation songs, never on test songs.
+
+The library holds the model's training songs plus half of the validation songs; clips
+(clean, noise, phone, reverb) of those validation members must be identified, clips of the
+other validation songs must come back "unknown". The thresholds (``min_similarity``,
+``min_share`` of VoteConfig) that identify the most member clips while rejecting at least
+``--target-unknown`` of outsider clips are written into the checkpoint's metadata; new
+libraries built with that model use them.
+
+    python scripts/calibrate.py --model encoder/weights/default.safetensors --write
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from encoder.audio import load_audio
+from encoder.augment import CONDITIONS, apply_condition
+from encoder.checkpoint import update_checkpoint_extra
+from encoder.splits import read_manifest, song_unit, split_songs
+from index.vote import VoteConfig, vote_songs
+from server.library import Library, LibrarySettings
+
+log = logging.getLogger("calibrate")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    p.add_argument("--model", required=True, help="checkpoint to calibrate")
+    p.add_argument("--clips-per-song", type=int, default=12)
+    p.add_argument("--target-unknown", type=float, default=0.95, help="share of outsider clips to reject")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--write", action="store_true", help="store the thresholds in the checkpoint")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    parts = split_songs(read_manifest(args.corpus))
+    outsiders = [it for it in parts["val"] if song_unit(it[0], "calibrate") < 0.5]
+    members = [it for it in parts["val"] if it not in outsiders]
+    noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
+    tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
+    try:
+        lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig()))
+        lib.add([path for path, _ in parts["train"] + members])
+        rows = clip_features(lib, members, outsiders, noises, args)
+        lib.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    best = choose(rows, args.target_unknown)
+    print(json.dumps(best, indent=2))
+    if args.write:
+        update_checkpoint_extra(args.model, calibration={"min_similarity": best["min_similarity"], "min_share": best["min_share"]},
+                                calibration_report={k: v for k, v in best.items() if k not in ("min_similarity", "min_share")})
+        log.info("wrote thresholds into %s", args.model)
+    return 0
+
+
+def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
+    """For every clip: is it a member, was the top song right, the top song's share and similarity."""
+    rng = np.random.default_rng(args.seed)
+    sr = lib.features.sample_rate
+    truth = {s.path: s.song_id for s in lib.tracks()}
+    rows = []
+    for path, _ in members + outsiders:
+        y = load_audio(path, sr=sr)
+        member = path in truth
+        for condition in CONDITIONS:
+            for _ in range(args.clips_per_song):
+                start = int(rng.uniform(0, len(y) / sr - 3.0) * sr)
+                emb = lib.embed_clip(apply_condition(y[start : start + 3 * sr], condition, sr, rng, noises))
+                votes = lib.identify_embeddings(emb).candidates
+                top = votes[0].vote if votes else None
+                rows.append({"member": member, "condition": condition,
+                             "right": bool(top and votes[0].song.song_id == truth.get(path)),
+                             "share": top.share if top else 0.0, "similarity": top.similarity if top else 0.0})
+    return rows
+
+
+def choose(rows: list[dict], target_unknown: float) -> dict:
+    """Grid search: most member hits subject to rejecting ``target_unknown`` of outsiders."""
+    members = [r for r in rows if r["member"]]
+    outsiders = [r for r in rows if not r["member"]]
+    sims = np.array([r["similarity"] for r in rows])
+    best = None
+    for min_sim in np.unique(np.round(np.quantile(sims, np.linspace(0, 1, 201)), 4)):
+        for min_share in np.arange(0.0, 0.75, 0.05).round(2):
+            accept = lambda r: r["similarity"] >= min_sim and r["share"] >= min_share  # noqa: E731
+            unknown = np.mean([not accept(r) for r in outsiders])
+            if unknown < target_unknown:
+                continue
+            hit = np.mean([accept(r) and r["right"] for r in members])
+            if best is None or hit > best["member_hit_rate"]:
+                per = {c: float(np.mean([accept(r) and r["right"] for r in members if r["condition"] == c])) for c in CONDITIONS}
+                best = {"min_similarity": float(min_sim), "min_share": float(min_share), "member_hit_rate": float(hit),
+                        "outsider_unknown_rate": float(unknown), "per_condition_hit_rate": per,
+                        "member_clips": len(members), "outsider_clips": len(outsiders)}
+    if best is None:
+        raise SystemExit("no threshold reaches the target unknown rate")
+    return best
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, mask_spectrogram,
+                             mix_at_snr, phone, reverb, room_impulse, signal_power)
+from tests.conftest import SR, synth_song
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synth_song(3, seconds=3.5)
+
+
+def test_mix_at_snr_hits_the_requested_snr(clip):
+    noise = colored_noise(len(clip) // 3, np.random.default_rng(0), 0.0)  # shorter: gets looped
+    for snr in (0.0, 10.0):
+        mixed = mix_at_snr(clip, noise, snr)
+        added = mixed - clip
+        assert mixed.shape == clip.shape and mixed.dtype == np.float32
+        assert 10 * np.log10(signal_power(clip) / signal_power(added)) == pytest.approx(snr, abs=1.0)
+
+
+def test_colored_noise_slopes():
+    rng = np.random.default_rng(1)
+    spectra = [np.abs(np.fft.rfft(colored_noise(2**16, rng, e))) ** 2 for e in (0.0, 2.0)]
+    low, high = slice(10, 200), slice(20000, 30000)
+    white_tilt = spectra[0][low].mean() / spectra[0][high].mean()
+    brown_tilt = spectra[1][low].mean() / spectra[1][high].mean()
+    assert white_tilt < 2 and brown_tilt > 100
+
+
+def test_reverb_keeps_length_and_level_and_smears(clip):
+    rng = np.random.default_rng(2)
+    wet = reverb(clip, SR, rng, 0.8)
+    assert wet.shape == clip.shape and np.isfinite(wet).all()
+    assert signal_power(wet) == pytest.approx(signal_power(clip), rel=0.05)
+    ir = room_impulse(SR, rng, 0.5)
+    assert np.sum(ir**2) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_phone_band_limits(clip):
+    out = phone(clip, SR, np.random.default_rng(3), codec="mp3")
+    assert out.shape == clip.shape and np.isfinite(out).all()
+    spectrum = np.abs(np.fft.rfft(out)) ** 2
+    freqs = np.fft.rfftfreq(len(out), 1 / SR)
+    assert spectrum[freqs > 4500].sum() < 0.01 * spectrum.sum()
+    assert phone(clip, SR, np.random.default_rng(3), codec="gsm").shape == clip.shape
+
+
+def test_speed_changes_duration_as_asked(clip):
+    assert len(change_speed(clip, SR, 1.03)) == pytest.approx(len(clip) / 1.03, rel=0.01)
+    assert np.abs(apply_gain(clip, 40.0)).max() <= 1.0
+
+
+def test_degrade_keeps_shape_dtype_and_range(clip):
+    rng = np.random.default_rng(4)
+    noises = [colored_noise(SR, rng, 1.0)]
+    cfg = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0)
+    for _ in range(5):
+        out = degrade(clip, SR, rng, noises, cfg)
+        assert out.shape == clip.shape and out.dtype == np.float32
+        assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+def test_mask_spectrogram_keeps_shape_and_range():
+    rng = np.random.default_rng(5)
+    patch = rng.uniform(0.1, 1.0, (64, 64)).astype(np.float32)
+    masked = mask_spectrogram(patch, rng, p=1.0)
+    assert masked.shape == patch.shape and masked.min() >= 0.0 and masked.max() <= 1.0
+    assert (masked == 0).any() and (patch != 0).all()  # masked a copy, not the input

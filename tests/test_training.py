@@ -1,0 +1,93 @@
+"""Training on generated audio with a narrow ResNet18 (width is a setting), so steps take milliseconds."""
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from encoder.checkpoint import load_checkpoint
+from encoder.features import FeatureConfig
+from encoder.model import EncoderNet, ModelConfig
+from encoder.training import PairSampler, TrainConfig, Track, losses, nt_xent, train
+from tests.conftest import SR, synth_song
+
+TINY = ModelConfig(width=8, embedding_dim=32)
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train-songs")
+    out = []
+    for i in range(4):
+        path = folder / f"t{i}.wav"
+        sf.write(path, synth_song(50 + i, seconds=8.0), SR)
+        out.append((str(path), "a" if i % 2 else "b"))
+    return out
+
+
+def test_variant_names():
+    assert TrainConfig(variant="both").terms == {"decoder", "classifier"}
+    assert TrainConfig(variant="both+contrastive").terms == {"decoder", "classifier", "contrastive"}
+    with pytest.raises(ValueError):
+        TrainConfig(variant="decoder+magic").terms
+
+
+def test_nt_xent_prefers_matching_pairs():
+    a = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    noisy = torch.nn.functional.normalize(a + 0.01 * torch.randn(8, 16), dim=1)
+    assert nt_xent(a, noisy, 0.1) < nt_xent(a, noisy.roll(1, 0), 0.1)
+
+
+def test_sampler_pairs_have_patch_shape_and_range():
+    tracks = [Track(synth_song(7, seconds=6.0), 0)]
+    sampler = PairSampler(tracks, FeatureConfig(), TrainConfig())
+    batch = sampler.batch(np.random.default_rng(0), 3)
+    assert batch["anchor"].shape == batch["view"].shape == (3, 1, 64, 64)
+    assert 0.0 <= float(batch["view"].min()) and float(batch["anchor"].max()) <= 1.0
+    assert batch["label"].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("variant", ["decoder", "classifier", "both+contrastive"])
+def test_a_few_steps_lower_the_loss(variant):
+    torch.manual_seed(0)
+    cfg = TrainConfig(variant=variant, classifier_scale=1.0)
+    net = EncoderNet(ModelConfig(width=8, embedding_dim=32, n_classes=2, decoder=True))
+    tracks = [Track(synth_song(8 + i, seconds=6.0), i % 2) for i in range(2)]
+    batch = PairSampler(tracks, FeatureConfig(), cfg).batch(np.random.default_rng(1), 8)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    first = losses(net, batch, cfg)["loss"].item()
+    for _ in range(15):
+        out = losses(net, batch, cfg)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert losses(net, batch, cfg)["loss"].item() < 0.8 * first
+
+
+def test_train_writes_a_run_and_resumes_from_the_saved_step(items, tmp_path):
+    run = tmp_path / "run"
+    cfg = TrainConfig(variant="both+contrastive", epochs=1, batch_size=4, patches_per_epoch=8, val_pairs=4,
+                      checkpoint_every=1)
+    weights = train(items[:3], run, cfg=cfg, val_items=items[3:], model_cfg=TINY, progress=False)
+    for name in ("config.json", "metrics.csv", "loss.png", "model.safetensors", "state.pt"):
+        assert (run / name).is_file(), name
+    loaded = load_checkpoint(weights)
+    assert loaded.meta["extra"]["step"] == 2 and loaded.net.classifier is not None
+    # Resume to two epochs: the run continues at step 3, it does not start over.
+    train(items[:3], run, cfg=TrainConfig(epochs=2), val_items=items[3:], resume=True, progress=False)
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv"))]
+    assert steps == [1, 2, 3, 4]
+    assert load_checkpoint(weights).meta["extra"]["step"] == 4
+
+
+def test_train_refuses_a_used_run_folder_and_a_missing_resume(items, tmp_path):
+    from encoder.errors import TuneprintError
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    with pytest.raises(TuneprintError):
+        train(items, tmp_path / "used", cfg=TrainConfig(epochs=1), model_cfg=TINY, progress=False)
+    with pytest.raises(TuneprintError):
+        train(items, tmp_path / "fresh", cfg=TrainConfig(epochs=1), model_cfg=TINY, resume=True, progress=False)
