@@ -1,5 +1,12 @@
 """k-nearest-neighbour voting (seed 004 §4): neighbours of every query patch vote for their
-song (or its labels); counts are summed over the whole clip and the majority wins.
+song (or its labels); votes are summed over the whole clip and the majority wins.
+
+Song votes can be weighted by similarity: each query patch hands out one vote, split
+over its k neighbours by a softmax of their similarities at ``temperature``. A trained
+fingerprint puts only the 2–3 stored patches that overlap the query's moment close to it,
+while a song with many merely similar-sounding patches fills the rest of the k slots; plain
+counting lets that song win, similarity weighting does not. ``temperature=None`` is the
+seed's plain count.
 
 Pure functions over arrays: the neighbour lists come from the index, the song ids, offsets
 and labels from the catalog.
@@ -18,6 +25,7 @@ class VoteConfig:
     top: int = 2  # candidates and labels reported
     min_share: float = 0.2  # below this share of all votes the answer is "unknown"
     min_similarity: float = 0.0  # below this mean best cosine similarity the answer is "unknown"
+    temperature: float | None = 0.02  # softmax temperature of similarity-weighted votes; None = plain count
     offset_bin_s: float = 1.0  # implied song offsets closer than this agree with each other
 
     def to_dict(self) -> dict:
@@ -61,44 +69,70 @@ def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, qu
 
     Returns
     -------
-    votes : list of SongVote, most votes first (ties: higher similarity first).
+    votes : list of SongVote, largest (weighted) share first (ties: higher similarity first).
     """
-    n = len(song_ids)
-    total = sum(1 for s in np.ravel(song_ids) if s is not None)
-    if total == 0:
+    n, k = song_ids.shape if song_ids.ndim == 2 else (0, 0)
+    valid = np.array([[s is not None for s in row] for row in song_ids], dtype=bool).reshape(n, k)
+    if not valid.any():
         return []
+    weights = vote_weights(sims, valid, cfg.temperature)
     count: dict[str, int] = defaultdict(int)
+    weight: dict[str, float] = defaultdict(float)
     best = defaultdict(lambda: np.zeros(n, dtype=np.float64))
-    starts: dict[str, list[float]] = defaultdict(list)
-    for q in range(n):
-        for j in range(song_ids.shape[1]):
-            song = song_ids[q, j]
-            if song is None:
-                continue
-            count[song] += 1
-            best[song][q] = max(best[song][q], float(sims[q, j]))
-            starts[song].append(float(offsets_s[q, j]) - float(query_offsets_s[q]))
+    starts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for q, j in zip(*np.nonzero(valid)):
+        song = song_ids[q, j]
+        count[song] += 1
+        weight[song] += weights[q, j]
+        best[song][q] = max(best[song][q], float(sims[q, j]))
+        starts[song].append((float(offsets_s[q, j]) - float(query_offsets_s[q]), weights[q, j]))
+    total = sum(weight.values())
     votes = []
     for song, c in count.items():
-        offset, aligned = consensus_offset(np.array(starts[song]), cfg.offset_bin_s)
-        votes.append(SongVote(song, c, c / total, float(best[song].mean()), max(0.0, offset), aligned))
-    votes.sort(key=lambda v: (-v.votes, -v.similarity))
+        implied, w = map(np.array, zip(*starts[song]))
+        offset, aligned = consensus_offset(implied, cfg.offset_bin_s, weights=w)
+        votes.append(SongVote(song, c, weight[song] / total, float(best[song].mean()), max(0.0, offset), aligned))
+    votes.sort(key=lambda v: (-v.share, -v.similarity))
     return votes
 
 
-def consensus_offset(implied_starts: np.ndarray, bin_s: float) -> tuple[float, float]:
-    """The offset most neighbours agree on, and the share that agrees within ``bin_s``.
+def vote_weights(sims: np.ndarray, valid: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Weight of every neighbour's vote [shape=(n, k)], 0 for missing neighbours.
+
+    ``temperature=None``: one vote per neighbour (the seed's count). Otherwise each query patch
+    hands out one vote, split by a softmax of its neighbours' similarities.
+    """
+    if temperature is None:
+        return valid.astype(np.float64)
+    logits = np.where(valid, sims.astype(np.float64) / temperature, -np.inf)
+    peak = np.max(logits, axis=1, keepdims=True)
+    w = np.where(valid, np.exp(logits - np.where(np.isfinite(peak), peak, 0.0)), 0.0)
+    rows = w.sum(axis=1, keepdims=True)
+    return np.divide(w, rows, out=np.zeros_like(w), where=rows > 0)
+
+
+def consensus_offset(implied_starts: np.ndarray, bin_s: float, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """The offset most neighbours agree on, and the share (of weight) that agrees within ``bin_s``.
 
     Each neighbour implies a start of the clip in its song (its offset minus the query
-    patch's offset). The densest window of width ``bin_s`` wins; its median is the answer.
+    patch's offset). The window of width ``bin_s`` holding the most weight wins; its
+    weighted median is the answer.
     """
     if len(implied_starts) == 0:
         return 0.0, 0.0
-    x = np.sort(implied_starts)
+    w = np.ones(len(implied_starts)) if weights is None else np.asarray(weights, dtype=np.float64)
+    order = np.argsort(implied_starts, kind="stable")
+    x, w = np.asarray(implied_starts, dtype=np.float64)[order], w[order]
+    cum = np.concatenate([[0.0], np.cumsum(w)])
     ends = np.searchsorted(x, x + bin_s, side="right")
-    i = int(np.argmax(ends - np.arange(len(x))))
-    window = x[i : ends[i]]
-    return float(np.median(window)), len(window) / len(x)
+    mass = cum[ends] - cum[:-1]
+    i = int(np.argmax(mass))
+    xs, ws = x[i : ends[i]], w[i : ends[i]]
+    if ws.sum() <= 0 or np.allclose(ws, ws[0]):
+        median = np.median(xs)
+    else:
+        median = xs[np.searchsorted(np.cumsum(ws), ws.sum() / 2)]
+    return float(median), float(mass[i] / cum[-1]) if cum[-1] > 0 else 0.0
 
 
 def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | None:

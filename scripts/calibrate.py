@@ -3,8 +3,8 @@
 
 The library holds the model's training songs plus half of the validation songs; clips
 (clean, noise, phone, reverb) of those validation members must be identified, clips of the
-other validation songs must come back "unknown". The thresholds (``min_similarity``,
-``min_share`` of VoteConfig) that identify the most member clips while rejecting at least
+other validation songs must come back "unknown". The vote temperature and
+thresholds (``temperature``, ``min_similarity``, ``min_share`` of VoteConfig) that identify the most member clips while rejecting at least
 ``--target-unknown`` of outsider clips are written into the checkpoint's metadata; new
 libraries built with that model use them.
 
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--clips-per-song", type=int, default=12)
     p.add_argument("--target-unknown", type=float, default=0.95, help="share of outsider clips to reject")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--train-songs", type=int, default=0, help="index only this many training songs (0 = all; for a quick check)")
     p.add_argument("--write", action="store_true", help="store the thresholds in the checkpoint")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
     try:
         lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig()))
-        lib.add([path for path, _ in parts["train"] + members])
+        lib.add([path for path, _ in parts["train"][: args.train_songs or None] + members])
         rows = clip_features(lib, members, outsiders, noises, args)
         lib.close()
     finally:
@@ -60,51 +61,57 @@ def main(argv=None) -> int:
     best = choose(rows, args.target_unknown)
     print(json.dumps(best, indent=2))
     if args.write:
-        update_checkpoint_extra(args.model, calibration={"min_similarity": best["min_similarity"], "min_share": best["min_share"]},
-                                calibration_report={k: v for k, v in best.items() if k not in ("min_similarity", "min_share")})
+        keys = ("temperature", "min_similarity", "min_share")
+        update_checkpoint_extra(args.model, calibration={k: best[k] for k in keys},
+                                calibration_report={k: v for k, v in best.items() if k not in keys})
         log.info("wrote thresholds into %s", args.model)
     return 0
 
 
 def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
-    """For every clip: is it a member, was the top song right, the top song's share and similarity."""
+    """For every clip: is it a member, its true song, and its raw neighbours (to re-vote offline)."""
     rng = np.random.default_rng(args.seed)
     sr = lib.features.sample_rate
     truth = {s.path: s.song_id for s in lib.tracks()}
     rows = []
     for path, _ in members + outsiders:
         y = load_audio(path, sr=sr)
-        member = path in truth
         for condition in CONDITIONS:
             for _ in range(args.clips_per_song):
                 start = int(rng.uniform(0, len(y) / sr - 3.0) * sr)
                 emb = lib.embed_clip(apply_condition(y[start : start + 3 * sr], condition, sr, rng, noises))
-                votes = lib.identify_embeddings(emb).candidates
-                top = votes[0].vote if votes else None
-                rows.append({"member": member, "condition": condition,
-                             "right": bool(top and votes[0].song.song_id == truth.get(path)),
-                             "share": top.share if top else 0.0, "similarity": top.similarity if top else 0.0})
+                sims, info = lib.neighbours(emb.vectors, lib.settings.vote.k)
+                rows.append({"member": path in truth, "condition": condition, "truth": truth.get(path),
+                             "neighbours": (info.song_ids, sims, info.offsets_s, emb.offsets_s)})
     return rows
 
 
 def choose(rows: list[dict], target_unknown: float) -> dict:
-    """Grid search: most member hits subject to rejecting ``target_unknown`` of outsiders."""
-    members = [r for r in rows if r["member"]]
-    outsiders = [r for r in rows if not r["member"]]
-    sims = np.array([r["similarity"] for r in rows])
+    """Grid search over vote temperature and thresholds: most member hits while rejecting
+    ``target_unknown`` of outsider clips."""
     best = None
-    for min_sim in np.unique(np.round(np.quantile(sims, np.linspace(0, 1, 201)), 4)):
-        for min_share in np.arange(0.0, 0.75, 0.05).round(2):
-            accept = lambda r: r["similarity"] >= min_sim and r["share"] >= min_share  # noqa: E731
-            unknown = np.mean([not accept(r) for r in outsiders])
-            if unknown < target_unknown:
-                continue
-            hit = np.mean([accept(r) and r["right"] for r in members])
-            if best is None or hit > best["member_hit_rate"]:
-                per = {c: float(np.mean([accept(r) and r["right"] for r in members if r["condition"] == c])) for c in CONDITIONS}
-                best = {"min_similarity": float(min_sim), "min_share": float(min_share), "member_hit_rate": float(hit),
-                        "outsider_unknown_rate": float(unknown), "per_condition_hit_rate": per,
-                        "member_clips": len(members), "outsider_clips": len(outsiders)}
+    for temperature in (None, 0.1, 0.05, 0.02, 0.01):
+        cfg = VoteConfig(temperature=temperature)
+        tops = []
+        for r in rows:
+            votes = vote_songs(*r["neighbours"], cfg)
+            top = votes[0] if votes else None
+            tops.append((top.song_id if top else None, top.share if top else 0.0, top.similarity if top else 0.0))
+        sims = np.array([t[2] for t in tops])
+        for min_sim in np.unique(np.round(np.quantile(sims, np.linspace(0, 1, 101)), 4)):
+            for min_share in np.arange(0.0, 0.95, 0.05).round(2):
+                accepted = [(song if share >= min_share and sim >= min_sim else None) for song, share, sim in tops]
+                unknown = np.mean([a is None for a, r in zip(accepted, rows) if not r["member"]])
+                if unknown < target_unknown:
+                    continue
+                hits = [a == r["truth"] for a, r in zip(accepted, rows) if r["member"]]
+                hit = float(np.mean(hits))
+                if best is None or hit > best["member_hit_rate"]:
+                    per = {c: float(np.mean([a == r["truth"] for a, r in zip(accepted, rows) if r["member"] and r["condition"] == c]))
+                           for c in CONDITIONS}
+                    best = {"temperature": temperature, "min_similarity": float(min_sim), "min_share": float(min_share),
+                            "member_hit_rate": hit, "outsider_unknown_rate": float(unknown), "per_condition_hit_rate": per,
+                            "member_clips": len(hits), "outsider_clips": sum(not r["member"] for r in rows)}
     if best is None:
         raise SystemExit("no threshold reaches the target unknown rate")
     return best

@@ -97,7 +97,11 @@ def cmd_add(args) -> int:
     from server.library import Library, LibrarySettings, find_audio_files
     from index.vectors import IndexConfig
 
-    labels = _read_label_csv(args.labels) if args.labels else {}
+    try:
+        labels = _read_label_csv(args.labels) if args.labels else {}
+    except OSError as e:
+        print(f"tuneprint: error: cannot read the labels CSV {args.labels}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
     files = find_audio_files(args.paths)
     if not files:
         print("tuneprint: error: no audio files found in the given paths", file=sys.stderr)

@@ -333,7 +333,8 @@ class Library:
             y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
         return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
 
-    def _neighbours(self, vectors: np.ndarray, k: int):
+    def neighbours(self, vectors: np.ndarray, k: int):
+        """The k nearest stored snippets of every vector: similarities [shape=(n, k)] and their catalog info."""
         with self._lock:
             sims, ids = self.index.search(vectors, min(k, max(len(self.index), 1)))
             info = self.catalog.lookup(ids)
@@ -346,7 +347,7 @@ class Library:
 
     def identify_embeddings(self, emb: Embeddings, *, name: str = "") -> Identification:
         cfg = self.settings.vote
-        sims, info = self._neighbours(emb.vectors, cfg.k)
+        sims, info = self.neighbours(emb.vectors, cfg.k)
         votes = vote_songs(info.song_ids, sims, info.offsets_s, emb.offsets_s, cfg)
         winner = decide(votes, cfg)
         candidates = [Match(self._song(v.song_id), v) for v in votes[: cfg.top]]
@@ -364,7 +365,7 @@ class Library:
         else:
             vectors = self.embed_clip(clip).vectors
             query, exclude = name or _name(clip), set()
-        sims, info = self._neighbours(vectors, self.settings.similar_k)
+        sims, info = self.neighbours(vectors, self.settings.similar_k)
         best: dict[str, np.ndarray] = {}
         for q in range(len(vectors)):
             for j in range(sims.shape[1]):
@@ -392,7 +393,7 @@ class Library:
     def label_embeddings(self, emb: Embeddings, *, name: str = "", exclude_song: str | None = None) -> LabelAnswer:
         cfg = self.settings.vote
         k = cfg.k + (self.settings.similar_k if exclude_song else 0)  # room for the excluded song's own patches
-        sims, info = self._neighbours(emb.vectors, k)
+        sims, info = self.neighbours(emb.vectors, k)
         song_ids = info.song_ids
         if exclude_song is not None:
             kept = [[s for s in row if s != exclude_song][: cfg.k] for row in song_ids]

@@ -5,7 +5,10 @@ than the shipped default.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,19 @@ import pytest
 import soundfile as sf
 
 SR = 22050
-TEST_MODEL = os.environ.get("TUNEPRINT_TEST_MODEL", "default")
+
+
+def _frozen_model(spec: str) -> str:
+    """A checkpoint path is copied once per session: a training run rewrites its latest checkpoint
+    every few minutes, and a library refuses to open with weights other than those it was built with."""
+    if spec in ("", "default", "seeded") or not Path(spec).is_file():
+        return spec  # names, and missing files (for the loader to report)
+    folder = tempfile.mkdtemp(prefix="tuneprint-test-model-")
+    atexit.register(shutil.rmtree, folder, True)
+    return str(shutil.copy2(spec, Path(folder) / Path(spec).name))
+
+
+TEST_MODEL = _frozen_model(os.environ.get("TUNEPRINT_TEST_MODEL", "default"))
 N_SONGS = 10
 SONG_SECONDS = 20.0
 

@@ -17,13 +17,16 @@ def neighbours(rows):
     return songs, sims, offsets
 
 
+SEED = VoteConfig(temperature=None)  # the seed's plain majority count
+
+
 def test_majority_wins_and_shares_sum_to_one():
     songs, sims, offsets = neighbours([
         [("a", 0.9, 10.0), ("a", 0.8, 10.2), ("b", 0.7, 3.0), ("c", 0.6, 1.0)],
         [("a", 0.9, 10.5), ("b", 0.85, 3.4), ("a", 0.7, 10.4), (None, 0.0, 0.0)],
         [("a", 0.95, 11.0), ("a", 0.9, 11.1), ("b", 0.5, 4.0), ("a", 0.4, 25.0)],
     ])
-    votes = vote_songs(songs, sims, offsets, np.array([0.0, 0.5, 1.0], np.float32))
+    votes = vote_songs(songs, sims, offsets, np.array([0.0, 0.5, 1.0], np.float32), SEED)
     assert [v.song_id for v in votes] == ["a", "b", "c"]
     assert [v.votes for v in votes] == [7, 3, 1]
     total = 11  # the None neighbour does not vote
@@ -36,7 +39,7 @@ def test_similarity_is_mean_best_per_query_patch_with_zero_where_absent():
         [("a", 0.9, 0.0), ("a", 0.5, 0.0), ("b", 0.8, 0.0)],
         [("a", 0.7, 0.0), ("a", 0.6, 0.0), ("a", 0.1, 0.0)],
     ])
-    votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(2, np.float32))}
+    votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(2, np.float32), SEED)}
     assert votes["a"].similarity == pytest.approx((0.9 + 0.7) / 2)
     assert votes["b"].similarity == pytest.approx(0.8 / 2)  # no neighbour of patch 2 is from b
 
@@ -46,7 +49,7 @@ def test_top_two_order_and_ties_broken_by_similarity():
         [("x", 0.3, 0.0), ("y", 0.9, 0.0), ("z", 0.5, 0.0), ("z", 0.5, 0.0)],
         [("x", 0.3, 0.0), ("y", 0.9, 0.0), ("w", 0.2, 0.0), ("z", 0.4, 0.0)],
     ])
-    votes = vote_songs(songs, sims, offsets, np.zeros(2, np.float32))
+    votes = vote_songs(songs, sims, offsets, np.zeros(2, np.float32), SEED)
     # z has 3 votes; x and y 2 each, y is more similar; w 1.
     assert [v.song_id for v in votes] == ["z", "y", "x", "w"]
     assert [v.votes for v in votes] == [3, 2, 2, 1]
@@ -68,6 +71,31 @@ def test_consensus_offset_is_neighbour_offset_minus_query_offset():
     # 32 of the 40 votes agree (the strays can join the window only by chance)
     assert 32 / 40 <= vote.aligned <= 1.0
     assert vote.score == pytest.approx(vote.share * (0.5 + 0.5 * vote.aligned))
+
+
+def test_similarity_weighted_vote_prefers_the_close_match_over_many_lookalikes():
+    """The right song has 2 near-identical neighbours; a repetitive song fills the other 8 slots."""
+    row = [("right", 0.97, 10.0), ("right", 0.95, 10.4)] + [("lookalike", 0.85, 3.0 * j) for j in range(8)]
+    songs, sims, offsets = neighbours([row, row])
+    counted = vote_songs(songs, sims, offsets, np.zeros(2, np.float32), SEED)
+    weighted = vote_songs(songs, sims, offsets, np.zeros(2, np.float32), VoteConfig(temperature=0.02))
+    assert counted[0].song_id == "lookalike" and counted[0].share == pytest.approx(0.8)
+    assert weighted[0].song_id == "right" and weighted[0].share > 0.9
+    assert weighted[0].votes == 4  # counts are still reported as counts
+    assert sum(v.share for v in weighted) == pytest.approx(1.0)
+    assert weighted[0].offset_s == pytest.approx(10.0, abs=0.41)
+
+
+def test_vote_weights_rows_sum_to_one_and_skip_missing():
+    from index.vote import vote_weights
+
+    sims = np.array([[0.9, 0.8, -np.inf], [0.0, 0.0, 0.0]])
+    valid = np.array([[True, True, False], [False, False, False]])
+    for t in (0.02, 1.0):
+        w = vote_weights(sims, valid, t)
+        assert w[0].sum() == pytest.approx(1.0) and w[0, 2] == 0.0 and (w[1] == 0).all()
+    assert vote_weights(sims, valid, None).tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]  # one vote each
+    assert vote_weights(sims, valid, 0.02)[0, 0] > 0.99
 
 
 def test_consensus_offset_never_negative():
