@@ -54,34 +54,53 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    parts = split_songs(read_manifest(args.corpus))
-    held_out = parts["test"] + parts["unseen"]
-    outsiders = [it for it in held_out if song_unit(it[0], "outsider") < args.outsider_share]
-    members = [it for it in held_out if it not in outsiders]
-    noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
-
+    members, outsiders, noises = held_out_songs(args.corpus, args.outsider_share)
     root = args.library or Path(tempfile.mkdtemp(prefix="tuneprint-bench-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
-    settings = LibrarySettings(model=args.model, index=IndexConfig(backend=args.backend))
-    lib = Library.create(root, settings)
-    labels = {path: [label] for path, label in members}
+    lib = Library.create(root, LibrarySettings(model=args.model, index=IndexConfig(backend=args.backend)))
     started = time.perf_counter()
-    results = lib.add([path for path, _ in members], labels=labels)
+    lib.add([path for path, _ in members], labels={path: [label] for path, label in members})
     ingest_s = time.perf_counter() - started
     stats = lib.stats()
     audio_s = stats["hours"] * 3600
     log.info("ingested %d songs, %.1f min of audio in %.1f s (%.0fx real time)",
              stats["songs"], audio_s / 60, ingest_s, audio_s / ingest_s)
+    outcomes, latencies = identify_clips(lib, members, outsiders, noises, args.clips_per_song, args.seed)
+    if args.json:
+        args.json.write_text(json.dumps(outcomes, indent=1))
+    body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib)
+    print(body)
+    if args.out:
+        write_section(args.out, f"identify-{args.backend}", f"Identification of 3-s clips ({args.backend})", body)
+    lib.close()
+    if not args.library:
+        shutil.rmtree(root.parent, ignore_errors=True)
+    return 0
 
-    rng = np.random.default_rng(args.seed)
+
+def held_out_songs(corpus: Path, outsider_share: float):
+    """Songs no training run sees (test + unseen collections), split into library members and
+    outsiders (kept out of the library), and the recorded noises to mix into clips."""
+    parts = split_songs(read_manifest(corpus))
+    held_out = parts["test"] + parts["unseen"]
+    outsiders = [it for it in held_out if song_unit(it[0], "outsider") < outsider_share]
+    members = [it for it in held_out if it not in outsiders]
+    noises = [load_audio(f) for f in sorted((corpus / "noise").iterdir())]
+    return members, outsiders, noises
+
+
+def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int, seed: int,
+                   conditions=CONDITIONS) -> tuple[list[dict], list[float]]:
+    """Identify 3-s clips at random offsets: every condition for members, clean and noise for outsiders."""
+    rng = np.random.default_rng(seed)
     sr = lib.features.sample_rate
     outcomes, latencies = [], []
     song_of_path = {s.path: s.song_id for s in lib.tracks()}
     for path, label in members + outsiders:
         y = load_audio(path, sr=sr)
         member = path in song_of_path
-        for condition in CONDITIONS if member else ("clean", "noise"):
-            for _ in range(args.clips_per_song):
+        for condition in conditions if member else ("clean", "noise"):
+            for _ in range(clips_per_song):
                 start = rng.uniform(0, len(y) / sr - 3.0)
                 clip = apply_condition(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises)
                 t0 = time.perf_counter()
@@ -94,18 +113,18 @@ def main(argv=None) -> int:
                     "truth": song_of_path.get(path), "match": m.song.song_id if m else None,
                     "offset_s": round(m.vote.offset_s, 2) if m else None,
                     "top": top.song.song_id if top else None, "top_share": top.vote.share if top else 0.0,
-                    "top_similarity": top.vote.similarity if top else 0.0, "top_aligned": top.vote.aligned if top else 0.0,
+                    "top_similarity": top.vote.similarity if top else 0.0,
                 })
-    if args.json:
-        args.json.write_text(json.dumps(outcomes, indent=1))
-    body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib)
-    print(body)
-    if args.out:
-        write_section(args.out, f"identify-{args.backend}", f"Identification of 3-s clips ({args.backend})", body)
-    lib.close()
-    if not args.library:
-        shutil.rmtree(root.parent, ignore_errors=True)
-    return 0
+    return outcomes, latencies
+
+
+def hit_rates(outcomes: list[dict]) -> dict[str, float]:
+    """Share of member clips identified as the right song, per condition; and outsiders' unknown rate."""
+    rates = {c: float(np.mean([o["match"] == o["truth"] for o in outcomes if o["member"] and o["condition"] == c]))
+             for c in {o["condition"] for o in outcomes if o["member"]}}
+    outs = [o["match"] is None for o in outcomes if not o["member"]]
+    rates["unknown_for_outsiders"] = float(np.mean(outs)) if outs else float("nan")
+    return rates
 
 
 def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsiders, args, lib) -> str:

@@ -1,0 +1,459 @@
+"""The HTTP service through Flask's test client, over the session's small real library.
+
+Every response any test receives is checked against the OpenAPI document the app serves
+(its status must be listed for that route and method, its body must fit the schema), so
+the document cannot drift from what the server does.
+"""
+from __future__ import annotations
+
+import io
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from tests.conftest import SR, TEST_MODEL, cut, synth_song
+from server.app import create_app, openapi_document
+
+TOKEN = "s3cret-write"
+READ_TOKEN = "r3ad-only"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+# -- an OpenAPI-checking test client ------------------------------------------------------
+def openapi_path(rule: str) -> str:
+    """Flask's ``/tracks/<song_id>`` → OpenAPI's ``/tracks/{song_id}`` (converters dropped)."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+class OpenAPIClient(FlaskClient):
+    """A test client that checks every answer against the app's own OpenAPI document."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        check_against_openapi(self.application, response)
+        return response
+
+
+def check_against_openapi(app, response) -> None:
+    doc = app.extensions.setdefault("openapi_for_tests", openapi_document())
+    method, path = response.request.method, response.request.path
+    try:
+        rule, _ = app.url_map.bind("localhost").match(path, method=method, return_rule=True)
+    except (NotFound, MethodNotAllowed):  # no such route: a plain problem answer
+        assert response.mimetype == "application/problem+json", response.data[:200]
+        return
+    op = doc["paths"][openapi_path(rule.rule)][method.lower() if method != "HEAD" else "get"]
+    documented = op["responses"].get(str(response.status_code))
+    assert documented is not None, f"{method} {path} answered {response.status_code}, not in the OpenAPI document"
+    [(ctype, media)] = documented["content"].items()
+    assert ctype == "*/*" or response.mimetype == ctype, f"{method} {path}: {response.mimetype}, documented {ctype}"
+    if ctype.endswith("json"):
+        schema = {**media["schema"], "components": doc["components"]}
+        errors = sorted(Draft202012Validator(schema).iter_errors(response.get_json()), key=str)
+        assert not errors, f"{method} {path} {response.status_code}: {errors[0].message} at {list(errors[0].absolute_path)}"
+
+
+def make_app(library=None, **kwargs):
+    app = create_app(library, **kwargs)
+    app.test_client_class = OpenAPIClient
+    return app
+
+
+# -- fixtures -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app(library):
+    """The session library served read-only (writes need TOKEN; nothing here writes)."""
+    return make_app(library, token=TOKEN)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def write_app(library_copy):
+    """A private library copy, served with a write token; closed after the test."""
+    app = make_app(library_path=library_copy, token=TOKEN)
+    yield app
+    app.extensions["tuneprint"].library.close()
+
+
+@pytest.fixture(scope="module")
+def ids(library) -> dict[str, str]:
+    """Title ("song03") → song id."""
+    return {song.title: song.song_id for song in library.tracks()}
+
+
+# -- audio to upload ----------------------------------------------------------------------
+def wav(y: np.ndarray, sr: int = SR) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def clip(song: int, start_s: float = 5.0, seconds: float = 5.0) -> bytes:
+    """A clean WAV clip of a library song; 5 s, like a short recording from the page."""
+    return wav(cut(synth_song(song), start_s, seconds))
+
+
+def encode(y: np.ndarray, container: str, codec: str, rate: int) -> bytes:
+    """Encode with FFmpeg (PyAV), as a browser's MediaRecorder or an encoder app would."""
+    import av
+    import soxr
+
+    y = soxr.resample(y, SR, rate).astype(np.float32) if rate != SR else y
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(y[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def sf_bytes(y: np.ndarray, fmt: str, subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, SR, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def files(data: bytes, name: str = "clip.wav", **fields) -> dict:
+    return {"file": (io.BytesIO(data), name), **fields}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_problem(response, status: int, kind: str | None = None, *, mentions: str | None = None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["status"] == status and body["detail"]
+    if kind:
+        assert body["type"] == f"urn:tuneprint:problem:{kind}", body
+    if mentions:
+        assert mentions in body["detail"], body["detail"]
+    return body
+
+
+# -- the OpenAPI document ---------------------------------------------------------------
+def test_openapi_lists_exactly_the_routes_the_app_serves(app, client):
+    doc = client.get("/openapi.json").get_json()
+    served = {(openapi_path(rule.rule), method.lower())
+              for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops if method in HTTP_METHODS}
+    assert documented == served
+    assert ("/identify", "post") in served and ("/tracks/{song_id}", "delete") in served
+
+
+def test_openapi_document_is_valid_openapi(client):
+    validator = pytest.importorskip("openapi_spec_validator")
+    doc = client.get("/openapi.json").get_json()
+    validator.validate(doc)
+    assert doc["openapi"].startswith("3.1")
+    for path, ops in doc["paths"].items():  # path parameters are declared
+        for name in re.findall(r"{(\w+)}", path):
+            for op in ops.values():
+                assert any(p["name"] == name and p["in"] == "path" for p in op.get("parameters", [])), (path, name)
+
+
+# -- reads ----------------------------------------------------------------------------------
+def test_page_and_its_assets(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    for needle in ('id="record"', 'id="file"', 'id="drop"', "static/app.js", "static/style.css"):
+        assert needle in html
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+    assert "MediaRecorder" in client.get("/static/app.js").get_data(as_text=True)
+    assert_problem(client.get("/static/nope.js"), 404)
+
+
+def test_health(client, library):
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok" and body["songs"] == 10 and body["model_id"] == library.model_id
+
+
+def test_stats_match_the_library(client, library):
+    assert client.get("/stats").get_json() == library.stats()
+
+
+def test_tracks_list_and_pages(client):
+    everything = client.get("/tracks").get_json()
+    assert everything["total"] == 10 and len(everything["tracks"]) == 10
+    assert [t["title"] for t in everything["tracks"]] == [f"song{i:02d}" for i in range(10)]
+    page = client.get("/tracks?limit=3&offset=2").get_json()
+    assert [t["title"] for t in page["tracks"]] == ["song02", "song03", "song04"]
+    assert (page["limit"], page["offset"], page["total"]) == (3, 2, 10)
+    assert_problem(client.get("/tracks?limit=0"), 400, "bad-parameter", mentions="limit")
+    assert_problem(client.get("/tracks?offset=x"), 400, "bad-parameter", mentions="offset")
+
+
+def test_one_track(client, ids):
+    body = client.get(f"/tracks/{ids['song07']}").get_json()
+    assert body["title"] == "song07" and body["labels"] == ["beta"] and body["snippets"] > 0
+    assert_problem(client.get("/tracks/nosuchsong"), 404, "not-found", mentions="nosuchsong")
+
+
+def test_unknown_route_and_wrong_method_are_problems(client):
+    assert_problem(client.get("/nope"), 404)
+    response = client.get("/identify")
+    assert_problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+
+
+# -- queries ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("song, start_s", [(2, 4.0), (5, 11.0), (8, 1.0)])
+def test_identify_finds_the_right_song_and_offset(client, song, start_s):
+    response = client.post("/identify", data=files(clip(song, start_s), "phone.wav"))
+    body = response.get_json()
+    assert response.status_code == 200 and body["query"] == "phone.wav"
+    assert body["match"] is not None, body
+    assert body["match"]["title"] == f"song{song:02d}"
+    assert abs(body["match"]["offset_s"] - start_s) < 1.0
+    assert 0 < body["match"]["score"] <= 1
+    assert body["candidates"][0]["song_id"] == body["match"]["song_id"]
+
+
+BROWSER_AND_FILE_FORMATS = {
+    "webm-opus (Chromium MediaRecorder)": ("rec.webm", lambda y: encode(y, "webm", "libopus", 48000)),
+    "ogg-opus (Firefox MediaRecorder)": ("rec.ogg", lambda y: encode(y, "ogg", "libopus", 48000)),
+    "m4a-aac (Safari)": ("rec.m4a", lambda y: encode(y, "mp4", "aac", 44100)),
+    "mp3": ("clip.mp3", lambda y: encode(y, "mp3", "libmp3lame", 44100)),
+    "flac": ("clip.flac", lambda y: sf_bytes(y, "FLAC")),
+    "ogg-vorbis": ("clip.ogg", lambda y: sf_bytes(y, "OGG", "VORBIS")),
+}
+
+
+@pytest.mark.parametrize("fmt", list(BROWSER_AND_FILE_FORMATS))
+def test_identify_reads_browser_recordings_and_common_formats(client, fmt):
+    name, make = BROWSER_AND_FILE_FORMATS[fmt]
+    data = make(cut(synth_song(6), 7.0, 5.0))
+    body = client.post("/identify", data=files(data, name)).get_json()
+    assert body["match"] is not None and body["match"]["title"] == "song06", body
+
+
+def test_similar_to_a_clip(client):
+    body = client.post("/similar", data=files(clip(3), n="4")).get_json()
+    assert len(body["neighbours"]) == 4 and body["query"] == "clip.wav"
+    assert body["neighbours"][0]["title"] == "song03"
+    scores = [n["score"] for n in body["neighbours"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_similar_to_a_stored_track(client, ids):
+    body = client.post("/similar", data={"track": ids["song02"], "n": "3"}).get_json()
+    assert body["query"] == ids["song02"] and len(body["neighbours"]) == 3
+    assert ids["song02"] not in [n["song_id"] for n in body["neighbours"]]
+
+
+def test_similar_refuses_unclear_requests(client, ids):
+    assert_problem(client.post("/similar", data=files(clip(1), track=ids["song01"])), 400, "bad-request")
+    assert_problem(client.post("/similar", data={}), 400, "missing-file")
+    assert_problem(client.post("/similar", data=files(clip(1), n="0")), 400, "bad-parameter", mentions="n")
+    assert_problem(client.post("/similar", data=files(clip(1), n="many")), 400, "bad-parameter")
+    assert_problem(client.post("/similar", data={"track": "nosuchsong"}), 404, "not-found")
+
+
+def test_genre_votes_the_neighbours_labels(client):
+    body = client.post("/genre", data=files(clip(4), "even.wav")).get_json()  # even songs are 'alpha'
+    assert body["query"] == "even.wav" and body["label"] == "alpha"
+    assert body["top"][0][0] == "alpha" and 0.5 < body["top"][0][1] <= 1
+    assert sum(share for _, share in body["top"]) <= 1.0 + 1e-6
+
+
+def test_queries_on_an_empty_library(tmp_path):
+    from server.library import Library, LibrarySettings
+
+    with Library.create(tmp_path / "empty", LibrarySettings(model=TEST_MODEL)) as lib:
+        client = make_app(lib).test_client()
+        body = client.post("/identify", data=files(clip(1))).get_json()
+        assert body["match"] is None and body["candidates"] == []
+        assert client.post("/similar", data=files(clip(1))).get_json()["neighbours"] == []
+        assert client.post("/genre", data=files(clip(1))).get_json()["label"] is None
+        assert client.get("/tracks").get_json() == {"total": 0, "limit": 100, "offset": 0, "tracks": []}
+
+
+# -- bad uploads --------------------------------------------------------------------------
+def _truncated_ogg_opus() -> bytes:
+    return encode(cut(synth_song(1), 2.0), "ogg", "libopus", 48000)[:1000]
+
+
+BAD_UPLOADS = {
+    # kind: (bytes or None for "no file field", name, status, problem kind, words the detail holds)
+    "no file field": (None, "", 400, "missing-file", "`file`"),
+    "empty": (lambda: b"", "empty.wav", 422, "empty-upload", "empty"),
+    "text, not audio": (lambda: b"just some words, not audio\n" * 40, "notes.txt", 422, "unreadable-audio", "not a readable audio file"),
+    "an image": (lambda: b"\x89PNG\r\n\x1a\n" + bytes(4000), "cover.png", 422, "unreadable-audio", "not a readable audio file"),
+    "truncated wav (header only)": (lambda: clip(1)[:44], "cut.wav", 422, "unreadable-audio", "no audio samples"),
+    "truncated ogg/opus": (_truncated_ogg_opus, "cut.ogg", 422, "unreadable-audio", "not a readable audio file"),
+    "truncated wav (a blip left)": (lambda: clip(1)[:2000], "blip.wav", 422, "too-short", "needed"),
+    "too short": (lambda: clip(1, seconds=0.5), "short.wav", 422, "too-short", "needed"),
+    "silent": (lambda: wav(np.zeros(3 * SR, dtype=np.float32)), "silence.wav", 422, "silent-audio", "silent"),
+}
+
+
+@pytest.mark.parametrize("endpoint", ["/identify", "/similar", "/genre"])
+@pytest.mark.parametrize("kind", list(BAD_UPLOADS))
+def test_bad_uploads_get_a_4xx_with_a_reason(client, endpoint, kind):
+    make, name, status, problem, words = BAD_UPLOADS[kind]
+    data = {} if make is None else files(make(), name)
+    body = assert_problem(client.post(endpoint, data=data), status, problem, mentions=words)
+    if name:
+        assert body["detail"].startswith(name), body["detail"]
+
+
+def test_uploads_over_the_cap_get_413(library):
+    client = make_app(library, max_upload_mb=0.25).test_client()
+    assert client.post("/identify", data=files(clip(1, seconds=3.0))).status_code == 200  # ≈130 kB
+    big = clip(1, start_s=0, seconds=8.0)  # ≈350 kB
+    for endpoint in ("/identify", "/similar", "/genre"):
+        assert_problem(client.post(endpoint, data=files(big)), 413, mentions="0.25 MB")
+    assert_problem(client.post("/tracks", data=files(big)), 403)  # no token: refused before the body is read
+
+
+# -- tokens -------------------------------------------------------------------------------
+def test_writes_are_refused_without_a_configured_token(library, ids):
+    client = make_app(library).test_client()
+    assert_problem(client.post("/tracks", data=files(clip(1)), headers=bearer("anything")), 403, "writes-disabled")
+    assert_problem(client.delete(f"/tracks/{ids['song01']}", headers=bearer("anything")), 403, "writes-disabled")
+
+
+def test_writes_need_the_right_token(client, ids):
+    response = client.delete(f"/tracks/{ids['song01']}")
+    assert_problem(response, 401, "unauthorized", mentions="Authorization: Bearer")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    response = client.post("/tracks", data=files(clip(1)), headers=bearer("wrong"))
+    assert_problem(response, 401, "unauthorized")
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert_problem(client.delete(f"/tracks/{ids['song01']}", headers={"Authorization": TOKEN}), 401)  # no scheme
+    assert client.get("/tracks").get_json()["total"] == 10  # nothing changed
+
+
+def test_a_read_token_guards_reads_but_not_page_health_or_document(library, ids):
+    client = make_app(library, token=TOKEN, read_token=READ_TOKEN).test_client()
+    for path in ("/stats", "/tracks", f"/tracks/{ids['song01']}"):
+        assert_problem(client.get(path), 401)
+        assert client.get(path, headers=bearer(READ_TOKEN)).status_code == 200
+        assert client.get(path, headers=bearer(TOKEN)).status_code == 200  # the write token reads too
+    for endpoint in ("/identify", "/genre", "/similar"):
+        assert_problem(client.post(endpoint, data=files(clip(1))), 401)
+    assert client.post("/identify", data=files(clip(2)), headers=bearer(READ_TOKEN)).status_code == 200
+    for path in ("/", "/health", "/openapi.json", "/static/app.js"):
+        assert client.get(path).status_code == 200
+    assert_problem(client.delete(f"/tracks/{ids['song01']}", headers=bearer(READ_TOKEN)), 401)  # reading is not writing
+
+
+# -- writes -------------------------------------------------------------------------------
+def test_add_identify_and_remove_a_track(write_app):
+    client = write_app.test_client()
+    lib = write_app.extensions["tuneprint"].library
+    song = synth_song(42, seconds=15.0)
+    response = client.post("/tracks", data={**files(wav(song), "My New Song.wav"), "label": ["gamma", "delta"]},
+                           headers=bearer(TOKEN))
+    assert response.status_code == 201, response.get_json()
+    added = response.get_json()["song"]
+    assert added["title"] == "My New Song" and added["labels"] == ["delta", "gamma"]
+    assert response.headers["Location"].endswith(f"/tracks/{added['song_id']}")
+    stored = lib.root / "uploads"
+    assert [p.name for p in stored.glob("*/*")] == ["My New Song.wav"]
+    assert client.get(response.headers["Location"]).get_json()["song_id"] == added["song_id"]
+    assert client.get("/tracks").get_json()["total"] == 11
+
+    found = client.post("/identify", data=files(wav(cut(song, 6.0)))).get_json()
+    assert found["match"] and found["match"]["song_id"] == added["song_id"]
+
+    again = client.post("/tracks", data=files(wav(song), "copy.wav"), headers=bearer(TOKEN))
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert again.get_json()["song"]["song_id"] == added["song_id"]
+    assert len(list(stored.glob("*/*"))) == 1  # the duplicate's file is not kept
+
+    removed = client.delete(f"/tracks/{added['song_id']}", headers=bearer(TOKEN))
+    assert removed.status_code == 200 and removed.get_json()["status"] == "removed"
+    assert list(stored.glob("*/*")) == []  # its uploaded file went with it
+    assert_problem(client.get(f"/tracks/{added['song_id']}"), 404)
+    assert_problem(client.delete(f"/tracks/{added['song_id']}", headers=bearer(TOKEN)), 404)
+    assert client.get("/stats").get_json()["songs"] == 10
+
+
+def test_removing_a_track_added_from_disk_keeps_its_file(write_app):
+    client = write_app.test_client()
+    lib = write_app.extensions["tuneprint"].library
+    song = next(s for s in lib.tracks() if s.title == "song09")
+    assert client.delete(f"/tracks/{song.song_id}", headers=bearer(TOKEN)).status_code == 200
+    assert Path(song.path).is_file()
+    assert client.get("/tracks").get_json()["total"] == 9
+
+
+def test_bad_track_uploads_get_a_4xx_and_leave_nothing_behind(write_app):
+    client = write_app.test_client()
+    lib = write_app.extensions["tuneprint"].library
+    for kind in ("no file field", "empty", "text, not audio", "truncated ogg/opus", "too short", "silent"):
+        make, name, status, problem, _ = BAD_UPLOADS[kind]
+        data = {} if make is None else files(make(), name)
+        if kind == "too short":  # a track needs a whole patch (≈3 s); a query needs 1 s
+            data = files(clip(1, seconds=2.0), name)
+        assert_problem(client.post("/tracks", data=data, headers=bearer(TOKEN)), status, problem)
+    assert client.get("/stats").get_json()["songs"] == 10
+    assert list((lib.root / "uploads").glob("**/*")) == []
+
+
+def test_adding_and_removing_tracks_while_queries_run(write_app):
+    """Queries in several threads keep answering right while tracks are added and removed."""
+    results: list[tuple[int, int, str | None]] = []
+    errors: list[BaseException] = []
+
+    def ask(song: int) -> None:
+        client = write_app.test_client()
+        try:
+            for start in (2.0, 9.0):
+                response = client.post("/identify", data=files(clip(song, start)))
+                body = response.get_json()
+                results.append((song, response.status_code, body["match"]["title"] if body.get("match") else None))
+        except BaseException as e:  # surfaced in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(song,)) for song in (1, 3, 5)]
+    for t in threads:
+        t.start()
+    writer = write_app.test_client()
+    new_ids = []
+    for seed in (60, 61):
+        response = writer.post("/tracks", data=files(wav(synth_song(seed, seconds=8.0)), f"new{seed}.wav"),
+                               headers=bearer(TOKEN))
+        assert response.status_code == 201
+        new_ids.append(response.get_json()["song"]["song_id"])
+    assert writer.delete(f"/tracks/{new_ids[0]}", headers=bearer(TOKEN)).status_code == 200
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(results) == sorted((song, 200, f"song{song:02d}") for song in (1, 3, 5) for _ in range(2))
+    assert writer.get("/stats").get_json()["songs"] == 11
+
+
+def test_an_unexpected_failure_is_a_500_problem(library, monkeypatch):
+    client = make_app(library).test_client()
+    monkeypatch.setattr(library, "stats", lambda: 1 / 0)
+    body = assert_problem(client.get("/stats"), 500, "internal-error")
+    assert "ZeroDivision" not in body["detail"]  # no internals leak
+
+
+# -- the command -----------------------------------------------------------------------------
+def test_serve_is_a_command(tmp_path):
+    from server.app import cmd_serve
+    from server.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--library", str(tmp_path), "--port", "0", "--token", "t",
+                                      "--max-upload-mb", "5", "--threads", "2"])
+    assert args.run is cmd_serve and (args.port, args.token, args.max_upload_mb, args.threads) == (0, "t", 5.0, 2)
