@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import shutil
 import sys
 import tempfile
@@ -42,21 +43,27 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--train-songs", type=int, default=0, help="index only this many training songs (0 = all; for a quick check)")
     p.add_argument("--write", action="store_true", help="store the thresholds in the checkpoint")
+    p.add_argument("--cache", type=Path, help="keep the clips' neighbours here (pickle) to re-choose without re-embedding")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     parts = split_songs(read_manifest(args.corpus))
     outsiders = [it for it in parts["val"] if song_unit(it[0], "calibrate") < 0.5]
     members = [it for it in parts["val"] if it not in outsiders]
-    noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
-    tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
-    try:
-        lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig()))
-        lib.add([path for path, _ in parts["train"][: args.train_songs or None] + members])
-        rows = clip_features(lib, members, outsiders, noises, args)
-        lib.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if args.cache and args.cache.is_file():
+        rows = pickle.loads(args.cache.read_bytes())
+    else:
+        noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
+        tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
+        try:
+            lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig()))
+            lib.add([path for path, _ in parts["train"][: args.train_songs or None] + members])
+            rows = clip_features(lib, members, outsiders, noises, args)
+            lib.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(rows))
 
     best = choose(rows, args.target_unknown)
     print(json.dumps(best, indent=2))
