@@ -264,6 +264,8 @@ def train(train_items: Sequence[tuple[str, str | None]], run_dir: str | os.PathL
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         _truncate_metrics(run_dir / "metrics.csv", step)  # rows logged after the last checkpoint are redone
+        saved["train"] = cfg.to_dict()  # the run's length as it now stands
+        (run_dir / "config.json").write_text(json.dumps(saved, indent=2))
         log.info("resuming %s at step %d of %d", run_dir, step, total_steps)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)

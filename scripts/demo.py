@@ -30,7 +30,11 @@ SR = 22050
 
 def tuneprint(*args: str) -> None:
     exe = shutil.which("tuneprint") or str(Path(sys.executable).parent / "tuneprint")
-    print(f"\n$ tuneprint {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    shown = [shlex.quote(a) for a in args]
+    files = [a for a in args if a.endswith((".ogg", ".opus", ".wav"))]
+    if len(files) > 6:  # a long file list is shown by its count
+        shown = [a for a in shown if not a.endswith((".ogg", ".opus", ".wav"))] + [f"<{len(files)} files>"]
+    print(f"\n$ tuneprint {' '.join(shown)}", flush=True)
     subprocess.run([exe, *args], check=False)
 
 

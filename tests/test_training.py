@@ -79,6 +79,9 @@ def test_train_writes_a_run_and_resumes_from_the_saved_step(items, tmp_path):
     train(items[:3], run, cfg=TrainConfig(epochs=2), val_items=items[3:], resume=True, progress=False)
     steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv"))]
     assert steps == [1, 2, 3, 4]
+    import json
+
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2  # the run's new length
     assert load_checkpoint(weights).meta["extra"]["step"] == 4
 
 

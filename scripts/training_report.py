@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Summarise a training run (config.json, metrics.csv) into a section of docs/BENCHMARKS.md.
+
+    python scripts/training_report.py --run runs/default --out docs/BENCHMARKS.md
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_report import write_section  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/default"))
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    config = json.loads((args.run / "config.json").read_text())
+    rows = list(csv.DictReader(open(args.run / "metrics.csv")))
+    train = config["train"]
+    val = [(int(r["step"]), float(r["epoch"]), float(r["val_loss"]), float(r["val_top1"])) for r in rows if r["val_top1"]]
+    speed = [float(r["pairs_per_s"]) for r in rows]
+    lines = ["| epoch | step | val loss | val top-1 |", "| --- | --- | --- | --- |"]
+    lines += [f"| {e:.0f} | {s} | {loss:.3f} | {top1:.3f} |" for s, e, loss, top1 in val[:: max(1, len(val) // 10)] + val[-1:]]
+    body = f"""
+Run `{args.run}`: variant `{train['variant']}`, {train['epochs']} epochs, {rows[-1]['step']} steps of
+{train['batch_size']} pairs, Adam lr {train['lr']} (cosine to {train['lr_min']}), contrastive temperature
+{train['temperature']}, classifier scale {train['classifier_scale']}; {len(config['train_tracks'])} training songs,
+{len(config['val_tracks'])} validation songs, {config['noise_files']} noise files; labels {', '.join(config['labels'])}.
+Throughput {min(speed):.0f}–{max(speed):.0f} pairs/s (median {sorted(speed)[len(speed) // 2]:.0f}) on this CPU,
+which other work shared during the run. *val top-1*: share of 256 degraded validation views whose
+nearest clean patch among the 256 is their own.
+
+{chr(10).join(lines)}
+
+Curves: [training-loss-default.png](training-loss-default.png).
+"""
+    print(body)
+    if args.out:
+        write_section(args.out, f"training-{args.run.name}", f"Training run {args.run.name}", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
