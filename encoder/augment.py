@@ -143,33 +143,51 @@ def mask_spectrogram(patch: np.ndarray, rng: np.random.Generator, *, max_bins: i
 
 
 # The fixed test conditions of benchmarks and evaluations: one per clip, named.
-CONDITIONS = ("clean", "noise", "phone", "reverb")
+CONDITIONS = ("clean", "noise", "phone", "reverb", "speed")
+
+
+@dataclass(frozen=True)
+class ConditionConfig:
+    snr_db: tuple[float, float] = (0.0, 10.0)  # "noise": background at this SNR
+    phone_snr_db: tuple[float, float] = (10.0, 20.0)  # "phone": some noise, then 300–3400 Hz at 8 kHz via MP3/GSM
+    rt60_s: tuple[float, float] = (0.3, 0.9)  # "reverb": a synthetic room of this reverberation time
+    speed_change: tuple[float, float] = (0.01, 0.03)  # "speed": faster or slower by this much
+
+
+def pick_noise(n: int, rng: np.random.Generator, noises: list[np.ndarray] | None) -> np.ndarray:
+    """A stretch of a recorded noise (looped when short), or white/pink/brown noise when none are given."""
+    if not noises:
+        return colored_noise(n, rng, float(rng.choice([0.0, 1.0, 2.0])))
+    noise = noises[int(rng.integers(len(noises)))]
+    start = int(rng.integers(max(1, len(noise) - n)))
+    return noise[start : start + n]
+
+
+def speed_factor(condition: str, rng: np.random.Generator, cfg: ConditionConfig = ConditionConfig()) -> float:
+    """How much faster a condition plays (1.0 for all but "speed"); draw it before cutting the excerpt."""
+    if condition != "speed":
+        return 1.0
+    return 1.0 + float(rng.choice([-1.0, 1.0])) * rng.uniform(*cfg.speed_change)
 
 
 def apply_condition(clip: np.ndarray, condition: str, sr: int, rng: np.random.Generator,
-                    noises: list[np.ndarray] | None = None) -> np.ndarray:
-    """Degrade ``clip`` as one named condition.
+                    noises: list[np.ndarray] | None = None, cfg: ConditionConfig = ConditionConfig(),
+                    factor: float | None = None) -> np.ndarray:
+    """Degrade ``clip`` as one named condition (see :class:`ConditionConfig`), peak kept ≤ 1.
 
-    - ``noise``: a recorded sound (or coloured noise where none are given) at 0–10 dB SNR;
-    - ``phone``: such noise at 10–20 dB SNR, then :func:`phone` (300–3400 Hz, 8 kHz, MP3/GSM);
-    - ``reverb``: a synthetic room, RT60 0.3–0.9 s;
-    - ``speed``: played 3 % faster or slower.
+    "speed" plays the clip ``factor`` times faster (drawn here unless given), so its length
+    changes; cut the excerpt ``factor`` times longer to get a clip of a given duration.
     """
-    def noisy(lo: float, hi: float) -> np.ndarray:
-        if noises:
-            noise = noises[rng.integers(len(noises))]
-        else:
-            noise = colored_noise(len(clip), rng, float(rng.choice([0.0, 1.0, 2.0])))
-        return mix_at_snr(clip, noise, rng.uniform(lo, hi))
-
     if condition == "clean":
-        return clip
-    if condition == "noise":
-        return noisy(0.0, 10.0)
-    if condition == "phone":
-        return phone(noisy(10.0, 20.0), sr, rng)
-    if condition == "reverb":
-        return reverb(clip, sr, rng, rng.uniform(0.3, 0.9))
-    if condition == "speed":
-        return change_speed(clip, sr, float(rng.choice([0.97, 1.03])))
-    raise ValueError(f"unknown condition {condition!r}")
+        out = clip
+    elif condition == "noise":
+        out = mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.snr_db))
+    elif condition == "phone":
+        out = phone(mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.phone_snr_db)), sr, rng)
+    elif condition == "reverb":
+        out = reverb(clip, sr, rng, rng.uniform(*cfg.rt60_s))
+    elif condition == "speed":
+        out = change_speed(clip, sr, factor if factor is not None else speed_factor(condition, rng, cfg))
+    else:
+        raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
+    return (out / max(1.0, float(np.abs(out).max()))).astype(np.float32)

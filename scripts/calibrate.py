@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from encoder.audio import load_audio
-from encoder.augment import CONDITIONS, apply_condition
+from encoder.augment import apply_condition
 from encoder.checkpoint import update_checkpoint_extra
 from encoder.splits import read_manifest, song_unit, split_songs
 from index.vote import VoteConfig, vote_songs
 from server.library import Library, LibrarySettings
 
 log = logging.getLogger("calibrate")
+CONDITIONS = ("clean", "noise", "phone", "reverb")  # what the shipped calibration used
 
 
 def main(argv=None) -> int:

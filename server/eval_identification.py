@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from encoder.augment import change_speed, colored_noise, mix_at_snr, phone, reverb
+from encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_factor
 from encoder.errors import AudioError
 from encoder.features import audio_to_patches
 from index.vectors import IndexConfig, create_index
@@ -22,9 +22,6 @@ from .eval_data import EvalSplit, Snippets, song_rng
 from .eval_labels import Standardizer, exact_neighbours, mfcc_stats
 
 log = logging.getLogger(__name__)
-
-CONDITIONS = ("clean", "noise", "phone", "reverb", "speed")
-
 
 @dataclass(frozen=True)
 class ClipConfig:
@@ -40,6 +37,10 @@ class ClipConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def degradations(self) -> ConditionConfig:
+        return ConditionConfig(self.snr_db, self.phone_snr_db, self.rt60_s, self.speed_change)
+
 
 def degrade_clip(y: np.ndarray, sr: int, start_s: float, duration_s: float, condition: str,
                  rng: np.random.Generator, noises: list[np.ndarray], cfg: ClipConfig = ClipConfig()) -> np.ndarray:
@@ -49,32 +50,11 @@ def degrade_clip(y: np.ndarray, sr: int, start_s: float, duration_s: float, cond
     excerpt is taken longer or shorter so that, played faster or slower, it lasts ``duration_s``.
     """
     n_out = int(round(duration_s * sr))
-    factor = 1.0
-    if condition == "speed":
-        factor = 1.0 + rng.choice([-1.0, 1.0]) * rng.uniform(*cfg.speed_change)
+    factor = speed_factor(condition, rng, cfg.degradations)
     first = int(round(start_s * sr))
     clip = y[first : first + int(round(n_out * factor))].astype(np.float32)
-    if condition == "speed":
-        clip = change_speed(clip, sr, factor)
-    elif condition == "noise":
-        clip = mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.snr_db))
-    elif condition == "phone":
-        clip = phone(mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.phone_snr_db)), sr, rng)
-    elif condition == "reverb":
-        clip = reverb(clip, sr, rng, rng.uniform(*cfg.rt60_s))
-    elif condition != "clean":
-        raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
-    clip = clip / max(1.0, float(np.abs(clip).max()))
+    clip = apply_condition(clip, condition, sr, rng, noises, cfg.degradations, factor=factor)
     return np.pad(clip, (0, max(0, n_out - len(clip))))[:n_out].astype(np.float32)
-
-
-def pick_noise(n: int, rng: np.random.Generator, noises: list[np.ndarray]) -> np.ndarray:
-    """A stretch of a recorded noise (looped when short), or white/pink/brown noise when none are given."""
-    if not noises:
-        return colored_noise(n, rng, float(rng.choice([0.0, 1.0, 2.0])))
-    noise = noises[int(rng.integers(len(noises)))]
-    start = int(rng.integers(max(1, len(noise) - n)))
-    return noise[start : start + n]
 
 
 @dataclass
