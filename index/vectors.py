@@ -28,7 +28,7 @@ class IndexConfig:
     backend: str = "faiss"
     dim: int = 1024
     annoy_trees: int = 32  # Annoy's build knob: more trees, better recall, bigger file
-    annoy_search_k: int = -1  # Annoy's query knob: -1 = n_trees × k
+    annoy_search_k: int = 5000  # Annoy's query knob (nodes inspected): on real snippet vectors, recall@10 0.70 at -1 (trees × k), 0.97 at 5000
     faiss_factory: str = "Flat"  # exact inner-product search; "HNSW32" for large libraries
 
     def to_dict(self) -> dict:
