@@ -193,11 +193,6 @@ class Library:
             lib._reconcile()
         return lib
 
-    @classmethod
-    def open_or_create(cls, root: str | os.PathLike, settings: LibrarySettings = LibrarySettings()) -> "Library":
-        root = Path(root)
-        return cls.open(root) if (root / SETTINGS_FILE).is_file() else cls.create(root, settings)
-
     def _reconcile(self) -> None:
         """Make sure every catalog row has its vector; drop vectors of an ingest that never committed."""
         in_index, in_catalog = self.index.ids(), self.catalog.row_ids()
