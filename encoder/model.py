@@ -11,7 +11,7 @@ ResNet18 is defined here (torchvision's wheel does not import with the CPU build
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -6,16 +6,14 @@
 
 Songs are split by encoder.splits: training sees the train part of the seen collections
 only. The final weights are written in half precision to encoder/weights/default.safetensors
-(with --export) together with the model card's facts in encoder/weights/default.json.
+(with --export); the run's facts go into its metadata and encoder/weights/MODEL_CARD.md describes it.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint

@@ -27,7 +27,7 @@ import numpy as np
 from encoder.audio import AUDIO_EXTENSIONS, load_audio, read_tags
 from encoder.checkpoint import LoadedModel, load_model
 from encoder.embeddings import Embedder, Embeddings
-from encoder.errors import AudioError, LibraryError, MismatchError, NotFoundError, TuneprintError
+from encoder.errors import AudioError, LibraryError, MismatchError, NotFoundError
 from index.catalog import Catalog, Song
 from index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
 from index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
