@@ -25,6 +25,7 @@ class VoteConfig:
     top: int = 2  # candidates and labels reported
     min_share: float = 0.2  # below this share of all votes the answer is "unknown"
     min_similarity: float = 0.0  # below this mean best cosine similarity the answer is "unknown"
+    min_margin: float = 0.0  # below this mean lead over the next song's similarity the answer is "unknown"
     temperature: float | None = 0.02  # softmax temperature of similarity-weighted votes; None = plain count
     offset_bin_s: float = 1.0  # implied song offsets closer than this agree with each other
 
@@ -40,6 +41,7 @@ class SongVote:
     similarity: float  # mean over query patches of the best similarity to this song (0 where none)
     offset_s: float  # where in the song the clip starts, from the neighbours' offsets
     aligned: float  # share of this song's votes that agree on that offset
+    margin: float = 0.0  # mean over query patches of this song's best similarity minus any other song's
 
     @property
     def score(self) -> float:
@@ -87,13 +89,38 @@ def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, qu
         best[song][q] = max(best[song][q], float(sims[q, j]))
         starts[song].append((float(offsets_s[q, j]) - float(query_offsets_s[q]), weights[q, j]))
     total = sum(weight.values())
+    runner_up = next_song_similarity(song_ids, sims, valid, count)
     votes = []
     for song, c in count.items():
         implied, w = map(np.array, zip(*starts[song]))
         offset, aligned = consensus_offset(implied, cfg.offset_bin_s, weights=w)
-        votes.append(SongVote(song, c, weight[song] / total, float(best[song].mean()), max(0.0, offset), aligned))
+        margin = float((best[song] - runner_up[song]).mean())
+        votes.append(SongVote(song, c, weight[song] / total, float(best[song].mean()), max(0.0, offset), aligned, margin))
     votes.sort(key=lambda v: (-v.share, -v.similarity))
     return votes
+
+
+def next_song_similarity(song_ids: np.ndarray, sims: np.ndarray, valid: np.ndarray, songs) -> dict[str, np.ndarray]:
+    """For every song, each query patch's best similarity to any *other* song [shape=(n,)].
+
+    This is the ratio test of fingerprinting: a clip of a stored song lies much closer to that
+    song than to the next one, a clip of an unknown song lies about as close to several. Where
+    no other song is among a patch's k neighbours, the k-th similarity bounds them from above.
+    """
+    n = len(sims)
+    first = np.zeros(n)  # best similarity of each patch, to any song
+    second = np.zeros(n)  # best similarity to a song other than that
+    top_song = np.full(n, None, dtype=object)
+    for q in range(n):
+        per_song: dict[str, float] = {}
+        for j in np.flatnonzero(valid[q]):
+            per_song[song_ids[q, j]] = max(per_song.get(song_ids[q, j], -1.0), float(sims[q, j]))
+        if not per_song:
+            continue
+        ranked = sorted(per_song.items(), key=lambda kv: -kv[1])
+        top_song[q], first[q] = ranked[0]
+        second[q] = ranked[1][1] if len(ranked) > 1 else float(sims[q][valid[q]].min())
+    return {song: np.where(top_song == song, second, first) for song in songs}
 
 
 def vote_weights(sims: np.ndarray, valid: np.ndarray, temperature: float | None) -> np.ndarray:
@@ -140,7 +167,7 @@ def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | 
     if not votes:
         return None
     winner = votes[0]
-    if winner.share < cfg.min_share or winner.similarity < cfg.min_similarity:
+    if winner.share < cfg.min_share or winner.similarity < cfg.min_similarity or winner.margin < cfg.min_margin:
         return None
     return winner
 

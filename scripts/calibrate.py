@@ -4,7 +4,7 @@
 The library holds the model's training songs plus half of the validation songs; clips
 (clean, noise, phone, reverb) of those validation members must be identified, clips of the
 other validation songs must come back "unknown". The vote temperature and
-thresholds (``temperature``, ``min_similarity``, ``min_share`` of VoteConfig) that identify the most member clips while rejecting at least
+thresholds (``temperature``, ``min_similarity``, ``min_share``, ``min_margin`` of VoteConfig) that identify the most member clips while rejecting at least
 ``--target-unknown`` of outsider clips are written into the checkpoint's metadata; new
 libraries built with that model use them.
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     best = choose(rows, args.target_unknown)
     print(json.dumps(best, indent=2))
     if args.write:
-        keys = ("temperature", "min_similarity", "min_share")
+        keys = ("temperature", "min_similarity", "min_share", "min_margin")
         update_checkpoint_extra(args.model, calibration={k: best[k] for k in keys},
                                 calibration_report={k: v for k, v in best.items() if k not in keys})
         log.info("wrote thresholds into %s", args.model)
@@ -93,32 +93,42 @@ def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
     return rows
 
 
+MARGINS = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1, 0.12, 0.15)
+
+
 def choose(rows: list[dict], target_unknown: float) -> dict:
-    """Grid search over vote temperature and thresholds: most member hits while rejecting
-    ``target_unknown`` of outsider clips."""
+    """Grid search over vote temperature and thresholds (similarity, vote share, lead over the
+    next song): most member hits while rejecting ``target_unknown`` of outsider clips."""
+    member = np.array([r["member"] for r in rows])
+    condition = np.array([r["condition"] for r in rows])
     best = None
     for temperature in (None, 0.1, 0.05, 0.02, 0.01):
         cfg = VoteConfig(temperature=temperature)
-        tops = []
+        right, share, sim, margin = [], [], [], []
         for r in rows:
             votes = vote_songs(*r["neighbours"], cfg)
             top = votes[0] if votes else None
-            tops.append((top.song_id if top else None, top.share if top else 0.0, top.similarity if top else 0.0))
-        sims = np.array([t[2] for t in tops])
-        for min_sim in np.unique(np.round(np.quantile(sims, np.linspace(0, 1, 101)), 4)):
-            for min_share in np.arange(0.0, 0.95, 0.05).round(2):
-                accepted = [(song if share >= min_share and sim >= min_sim else None) for song, share, sim in tops]
-                unknown = np.mean([a is None for a, r in zip(accepted, rows) if not r["member"]])
-                if unknown < target_unknown:
+            right.append(top is not None and top.song_id == r["truth"])
+            share.append(top.share if top else 0.0)
+            sim.append(top.similarity if top else 0.0)
+            margin.append(top.margin if top else 0.0)
+        right, share, sim, margin = map(np.array, (right, share, sim, margin))
+        min_sims = np.unique(np.round(np.quantile(sim, np.linspace(0, 1, 101)), 4))
+        for min_share in np.arange(0.0, 0.95, 0.05).round(2):
+            for min_margin in MARGINS:
+                # accepted[t, i]: clip i passes with similarity threshold min_sims[t]
+                accepted = (sim[None] >= min_sims[:, None]) & (share >= min_share) & (margin >= min_margin)
+                unknown = 1.0 - accepted[:, ~member].mean(axis=1)
+                hit = (accepted & right)[:, member].mean(axis=1)
+                hit = np.where(unknown >= target_unknown, hit, -1.0)
+                t = int(np.argmax(hit))
+                if hit[t] < 0 or (best is not None and hit[t] <= best["member_hit_rate"]):
                     continue
-                hits = [a == r["truth"] for a, r in zip(accepted, rows) if r["member"]]
-                hit = float(np.mean(hits))
-                if best is None or hit > best["member_hit_rate"]:
-                    per = {c: float(np.mean([a == r["truth"] for a, r in zip(accepted, rows) if r["member"] and r["condition"] == c]))
-                           for c in CONDITIONS}
-                    best = {"temperature": temperature, "min_similarity": float(min_sim), "min_share": float(min_share),
-                            "member_hit_rate": hit, "outsider_unknown_rate": float(unknown), "per_condition_hit_rate": per,
-                            "member_clips": len(hits), "outsider_clips": sum(not r["member"] for r in rows)}
+                per = {c: float((accepted[t] & right)[member & (condition == c)].mean()) for c in CONDITIONS}
+                best = {"temperature": temperature, "min_similarity": float(min_sims[t]), "min_share": float(min_share),
+                        "min_margin": float(min_margin), "member_hit_rate": float(hit[t]),
+                        "outsider_unknown_rate": float(unknown[t]), "per_condition_hit_rate": per,
+                        "member_clips": int(member.sum()), "outsider_clips": int((~member).sum())}
     if best is None:
         raise SystemExit("no threshold reaches the target unknown rate")
     return best

@@ -14,8 +14,10 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from encoder.augment import DegradeConfig
 from encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint
 from encoder.splits import read_manifest, split_songs
 from encoder.training import TrainConfig, train
@@ -31,16 +33,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", help="start from these weights (e.g. the shipped default) instead of the seeded init")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
+    p.add_argument("--p-reverb", type=float, default=DegradeConfig.p_reverb, help="share of views in a synthetic room")
+    p.add_argument("--rt60-max", type=float, default=DegradeConfig.rt60_s[1], help="longest reverberation time (s)")
     p.add_argument("--export", action="store_true", help="write encoder/weights/default.safetensors when done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     parts = split_songs(read_manifest(args.corpus))
     noise = sorted(str(f) for f in (args.corpus / "noise").iterdir())
-    cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
-                      threads=args.threads, device=args.device)
+    degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max))
+    cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      threads=args.threads, device=args.device, degrade=degrade)
     started = time.time()
-    weights = train(parts["train"], args.run, cfg=cfg, val_items=parts["val"], noise_paths=noise, resume=args.resume)
+    weights = train(parts["train"], args.run, cfg=cfg, val_items=parts["val"], noise_paths=noise, resume=args.resume,
+                    init_weights=args.init)
     minutes = (time.time() - started) / 60
     if args.export:
         export(weights, args, minutes, {k: len(v) for k, v in parts.items()})
@@ -51,7 +59,7 @@ def export(weights: Path, args, minutes: float, counts: dict) -> None:
     loaded = load_checkpoint(weights)
     save_checkpoint(DEFAULT_WEIGHTS, loaded.net, loaded.features, half=True, encoder_only=True,
                     extra={"trained_on": "tuneprint development corpus (scripts/fetch_corpus.py)", "run": str(args.run),
-                           "variant": args.variant, "epochs": args.epochs, "steps": loaded.meta["extra"].get("step"),
+                           "variant": args.variant, "epochs": args.epochs, "init": args.init, "steps": loaded.meta["extra"].get("step"),
                            "split_counts": counts, "train_minutes_this_invocation": round(minutes, 1)})
     logging.info("exported %s (%.1f MB)", DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.stat().st_size / 1e6)
 

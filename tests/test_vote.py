@@ -161,3 +161,21 @@ def test_label_vote_ties_alphabetical_and_empty():
     assert [label for label, _ in vote_labels(songs, {"a": ("zeta",), "b": ("alpha",)})] == ["alpha", "zeta"]
     assert vote_labels(songs, {}) == []
     assert vote_labels(np.array([[None, None]], dtype=object), {"a": ("x",)}) == []
+
+
+def test_margin_is_lead_over_the_next_song_per_query_patch():
+    songs, sims, offsets = neighbours([
+        [("a", 0.9, 0.0), ("b", 0.7, 0.0), ("a", 0.6, 0.0)],
+        [("a", 0.8, 0.0), ("a", 0.75, 0.0), ("a", 0.5, 0.0)],  # no other song: the k-th similarity bounds it
+    ])
+    votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(2, np.float32), SEED)}
+    assert votes["a"].margin == pytest.approx(((0.9 - 0.7) + (0.8 - 0.5)) / 2)
+    assert votes["b"].margin == pytest.approx(((0.7 - 0.9) + (0.0 - 0.8)) / 2)  # absent from patch 2: similarity 0
+
+
+def test_a_clip_close_to_two_songs_is_unknown_under_a_margin_threshold():
+    songs, sims, offsets = neighbours([[("a", 0.91, 5.0), ("b", 0.90, 2.0), ("a", 0.89, 5.3)]])
+    votes = vote_songs(songs, sims, offsets, np.zeros(1, np.float32), VoteConfig(temperature=0.1))
+    assert votes[0].song_id == "a"
+    assert decide(votes, VoteConfig(temperature=0.1, min_margin=0.0)).song_id == "a"
+    assert decide(votes, VoteConfig(temperature=0.1, min_margin=0.05)) is None
