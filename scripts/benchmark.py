@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--clips-per-song", type=int, default=8, help="3-s clips per song and condition")
     p.add_argument("--outsider-share", type=float, default=0.33, help="share of held-out songs kept out of the library")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--index-hop", type=int, default=LibrarySettings.index_hop_frames,
+                   help=f"frames between stored patches (default {LibrarySettings.index_hop_frames})")
     p.add_argument("--library", type=Path, help="where to build the library (default: a temporary folder)")
     p.add_argument("--out", type=Path, help="markdown file to write the results section into (docs/BENCHMARKS.md)")
     p.add_argument("--json", type=Path, help="write every clip's outcome here")
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
     members, outsiders, noises = held_out_songs(args.corpus, args.outsider_share)
     root = args.library or Path(tempfile.mkdtemp(prefix="tuneprint-bench-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
-    lib = Library.create(root, LibrarySettings(model=args.model, index=IndexConfig(backend=args.backend)))
+    lib = Library.create(root, LibrarySettings(model=args.model, index=IndexConfig(backend=args.backend),
+                                                  index_hop_frames=args.index_hop))
     started = time.perf_counter()
     lib.add([path for path, _ in members], labels={path: [label] for path, label in members})
     ingest_s = time.perf_counter() - started

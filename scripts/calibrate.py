@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--target-unknown", type=float, default=0.95, help="share of outsider clips to reject")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--train-songs", type=int, default=0, help="index only this many training songs (0 = all; for a quick check)")
+    p.add_argument("--index-hop", type=int, default=LibrarySettings.index_hop_frames,
+                   help=f"frames between stored patches (default {LibrarySettings.index_hop_frames})")
     p.add_argument("--write", action="store_true", help="store the thresholds in the checkpoint")
     p.add_argument("--cache", type=Path, help="keep the clips' neighbours here (pickle) to re-choose without re-embedding")
     args = p.parse_args(argv)
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
         noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
         tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
         try:
-            lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig()))
+            lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig(),
+                                                                  index_hop_frames=args.index_hop))
             lib.add([path for path, _ in parts["train"][: args.train_songs or None] + members])
             rows = clip_features(lib, members, outsiders, noises, args)
             lib.close()

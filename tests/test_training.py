@@ -94,3 +94,21 @@ def test_train_refuses_a_used_run_folder_and_a_missing_resume(items, tmp_path):
         train(items, tmp_path / "used", cfg=TrainConfig(epochs=1), model_cfg=TINY, progress=False)
     with pytest.raises(TuneprintError):
         train(items, tmp_path / "fresh", cfg=TrainConfig(epochs=1), model_cfg=TINY, resume=True, progress=False)
+
+
+def test_fine_tuning_starts_from_the_given_weights(items, tmp_path):
+    from encoder.checkpoint import save_checkpoint
+
+    torch.manual_seed(3)
+    start = EncoderNet(TINY)
+    with torch.no_grad():
+        for p in start.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # weights the seeded init could not produce
+    init = save_checkpoint(tmp_path / "init.safetensors", start, FeatureConfig(), encoder_only=True)
+    # A learning rate of zero keeps the weights: what the run saves is what it started from.
+    cfg = TrainConfig(variant="contrastive+classifier", epochs=1, batch_size=4, patches_per_epoch=4, lr=0.0, lr_min=0.0)
+    weights = train(items, tmp_path / "run", cfg=cfg, model_cfg=TINY, init_weights=str(init), progress=False)
+    tuned = load_checkpoint(weights).net.state_dict()
+    for name, value in start.named_parameters():  # parameters; batch-norm statistics move in training mode
+        if name.startswith(("backbone.", "projection.")):
+            assert torch.equal(tuned[name], value.detach()), name
