@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,24 +26,30 @@ def main(argv=None) -> int:
     train = config["train"]
     val = [(int(r["step"]), float(r["epoch"]), float(r["val_loss"]), float(r["val_top1"])) for r in rows if r["val_top1"]]
     speed = [float(r["pairs_per_s"]) for r in rows]
+    shown = val[:: max(1, len(val) // 10)]
+    shown += [row for row in val[-1:] if row not in shown]
     lines = ["| epoch | step | val loss | val top-1 |", "| --- | --- | --- | --- |"]
-    lines += [f"| {e:.0f} | {s} | {loss:.3f} | {top1:.3f} |" for s, e, loss, top1 in val[:: max(1, len(val) // 10)] + val[-1:]]
+    lines += [f"| {e:.0f} | {s} | {loss:.3f} | {top1:.3f} |" for s, e, loss, top1 in shown]
     body = f"""
 Run `{args.run}`: variant `{train['variant']}`, {train['epochs']} epochs, {rows[-1]['step']} steps of
 {train['batch_size']} pairs, Adam lr {train['lr']} (cosine to {train['lr_min']}), contrastive temperature
 {train['temperature']}, classifier scale {train['classifier_scale']}; {len(config['train_tracks'])} training songs,
 {len(config['val_tracks'])} validation songs, {config['noise_files']} noise files; labels {', '.join(config['labels'])}.
+{f"Started from {config['init_weights']}, not the seeded initialisation." if config.get('init_weights') else "Started from the seeded initialisation."}
 Throughput {min(speed):.0f}–{max(speed):.0f} pairs/s (median {sorted(speed)[len(speed) // 2]:.0f}) on this CPU,
 which other work shared during the run. *val top-1*: share of 256 degraded validation views whose
 nearest clean patch among the 256 is their own.
 
 {chr(10).join(lines)}
 
-Curves: [training-loss-default.png](training-loss-default.png).
+Curves: [training-loss-{args.run.name}.png](training-loss-{args.run.name}.png).
 """
     print(body)
     if args.out:
         write_section(args.out, f"training-{args.run.name}", f"Training run {args.run.name}", body)
+        # The curves and numbers go beside the report: runs/ is not committed.
+        shutil.copyfile(args.run / "loss.png", args.out.parent / f"training-loss-{args.run.name}.png")
+        shutil.copyfile(args.run / "metrics.csv", args.out.parent / f"training-metrics-{args.run.name}.csv")
     return 0
 
 
