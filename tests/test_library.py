@@ -23,7 +23,7 @@ from tests.conftest import N_SONGS, SR, TEST_MODEL, add_noise, cut, synth_song
 
 CLIP_S = 3.0
 OFFSET_TOLERANCE_S = 0.5
-UNKNOWN_SEEDS = [100, 101, 102, 103]
+UNKNOWN_SEEDS = range(100, 130)
 
 
 def song_path(song_dir: Path, i: int) -> str:
@@ -93,12 +93,20 @@ def test_identify_noisy_clips(library, song_dir, clips, snr_db, min_ranked, min_
     assert len(wrong) <= max_wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("seed", UNKNOWN_SEEDS)
-def test_song_not_in_library_is_unknown(library, clips, seed):
-    y = cut(synth_song(seed), 5.0, CLIP_S)
-    result = library.identify(write_clip(clips, f"unknown{seed}", y))
-    assert result.match is None, f"a song that was never added was matched: {describe(result)}"
-    assert result.to_dict()["match"] is None
+def test_songs_not_in_library_are_unknown_at_the_floor_rate(library, clips):
+    """Issue 3's floor: at least 90 % of clips of songs never added come back "unknown".
+
+    A rate, not every clip: thresholds calibrated to reject 90 % of outsiders on real music
+    let a sound-alike through now and then (30 songs of one synthesiser share instruments).
+    """
+    missed = []
+    for seed in UNKNOWN_SEEDS:
+        result = library.identify(write_clip(clips, f"unknown{seed}", cut(synth_song(seed), 5.0, CLIP_S)))
+        if result.match is not None:
+            missed.append(f"seed {seed}: {describe(result)}")
+        else:
+            assert result.to_dict()["match"] is None
+    assert len(missed) <= 0.1 * len(UNKNOWN_SEEDS), "\n".join(missed)
 
 
 def test_identify_bytes_upload(library, song_dir):
