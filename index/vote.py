@@ -89,7 +89,7 @@ def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, qu
         best[song][q] = max(best[song][q], float(sims[q, j]))
         starts[song].append((float(offsets_s[q, j]) - float(query_offsets_s[q]), weights[q, j]))
     total = sum(weight.values())
-    runner_up = next_song_similarity(song_ids, sims, valid, count)
+    runner_up = next_song_similarity(best, sims, valid)
     votes = []
     for song, c in count.items():
         implied, w = map(np.array, zip(*starts[song]))
@@ -100,27 +100,26 @@ def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, qu
     return votes
 
 
-def next_song_similarity(song_ids: np.ndarray, sims: np.ndarray, valid: np.ndarray, songs) -> dict[str, np.ndarray]:
+def next_song_similarity(best: dict[str, np.ndarray], sims: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
     """For every song, each query patch's best similarity to any *other* song [shape=(n,)].
 
     This is the ratio test of fingerprinting: a clip of a stored song lies much closer to that
-    song than to the next one, a clip of an unknown song lies about as close to several. Where
-    no other song is among a patch's k neighbours, the k-th similarity bounds them from above.
+    song than to the next one, a clip of an unknown song lies about as close to several. Songs
+    outside a patch's k neighbours lie below its k-th similarity, which bounds them from above.
+
+    Parameters
+    ----------
+    best : dict of song → np.ndarray [shape=(n,)]
+        Each song's best similarity per query patch (0 where it is not among the neighbours).
     """
-    n = len(sims)
-    first = np.zeros(n)  # best similarity of each patch, to any song
-    second = np.zeros(n)  # best similarity to a song other than that
-    top_song = np.full(n, None, dtype=object)
-    for q in range(n):
-        per_song: dict[str, float] = {}
-        for j in np.flatnonzero(valid[q]):
-            per_song[song_ids[q, j]] = max(per_song.get(song_ids[q, j], -1.0), float(sims[q, j]))
-        if not per_song:
-            continue
-        ranked = sorted(per_song.items(), key=lambda kv: -kv[1])
-        top_song[q], first[q] = ranked[0]
-        second[q] = ranked[1][1] if len(ranked) > 1 else float(sims[q][valid[q]].min())
-    return {song: np.where(top_song == song, second, first) for song in songs}
+    songs = list(best)
+    table = np.stack([best[song] for song in songs])  # [shape=(songs, n)]
+    ranked = np.sort(table, axis=0)
+    first = ranked[-1]
+    second = ranked[-2] if len(songs) > 1 else np.zeros_like(first)
+    top = np.argmax(table, axis=0)
+    floor = np.where(valid.any(axis=1), np.min(np.where(valid, sims, np.inf), axis=1), 0.0)
+    return {song: np.maximum(np.where(top == i, second, first), floor) for i, song in enumerate(songs)}
 
 
 def vote_weights(sims: np.ndarray, valid: np.ndarray, temperature: float | None) -> np.ndarray:

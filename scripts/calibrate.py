@@ -97,13 +97,18 @@ def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
     return rows
 
 
+def top_votes(rows: list[dict], temperature: float | None) -> list:
+    """Every clip's winning SongVote (None where no neighbour voted) at a vote temperature."""
+    cfg = VoteConfig(temperature=temperature)
+    return [(vote_songs(*r["neighbours"], cfg) or [None])[0] for r in rows]
+
+
 def separation(rows: list[dict], temperature: float | None) -> dict[str, float]:
     """How well each vote statistic alone tells identified member clips from outsider clips (ROC AUC)."""
     from sklearn.metrics import roc_auc_score
 
-    cfg = VoteConfig(temperature=temperature)
-    tops = [(r, (vote_songs(*r["neighbours"], cfg) or [None])[0]) for r in rows]
-    tops = [(r, t) for r, t in tops if t is not None and (not r["member"] or t.song_id == r["truth"])]
+    tops = [(r, t) for r, t in zip(rows, top_votes(rows, temperature))
+            if t is not None and (not r["member"] or t.song_id == r["truth"])]
     member = [r["member"] for r, _ in tops]
     return {name: round(float(roc_auc_score(member, [getattr(t, name) for _, t in tops])), 4)
             for name in ("similarity", "margin", "share")}
@@ -119,11 +124,8 @@ def choose(rows: list[dict], target_unknown: float) -> dict:
     condition = np.array([r["condition"] for r in rows])
     best = None
     for temperature in (None, 0.1, 0.05, 0.02, 0.01):
-        cfg = VoteConfig(temperature=temperature)
         right, share, sim, margin = [], [], [], []
-        for r in rows:
-            votes = vote_songs(*r["neighbours"], cfg)
-            top = votes[0] if votes else None
+        for r, top in zip(rows, top_votes(rows, temperature)):
             right.append(top is not None and top.song_id == r["truth"])
             share.append(top.share if top else 0.0)
             sim.append(top.similarity if top else 0.0)

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", help="start from these weights (e.g. the shipped default) instead of the seeded init")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr, help=f"Adam learning rate, cosine-decayed (default {TrainConfig.lr})")
     p.add_argument("--p-reverb", type=float, default=DegradeConfig.p_reverb, help="share of views in a synthetic room")
     p.add_argument("--rt60-max", type=float, default=DegradeConfig.rt60_s[1], help="longest reverberation time (s)")
     p.add_argument("--export", action="store_true", help="write encoder/weights/default.safetensors when done")
