@@ -173,6 +173,10 @@ class Catalog:
         offsets = np.array([found.get(int(i), (None, np.nan))[1] for i in flat], dtype=np.float32).reshape(np.shape(row_ids))
         return SnippetInfo(song_ids, offsets, {s: tuple(sorted(v)) for s, v in labels.items()})
 
+    def song_count(self) -> int:
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM songs").fetchone()[0])
+
     def counts(self) -> dict:
         with self._lock:
             songs, hours = self.db.execute("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) / 3600.0 FROM songs").fetchone()

@@ -13,10 +13,14 @@ and labels from the catalog.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+
+# Libraries smaller than this get its threshold: calibration measures the rise from here up.
+SMALLEST_SCALED_LIBRARY = 10
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,55 @@ class VoteConfig:
     min_margin: float = 0.0  # below this mean lead over the next song's similarity the answer is "unknown"
     temperature: float | None = 0.02  # softmax temperature of similarity-weighted votes; None = plain count
     offset_bin_s: float = 1.0  # implied song offsets closer than this agree with each other
+    # The best impostor among N songs rises about linearly in ln N (extreme values of a light
+    # tail), so a fixed similarity threshold lets more strangers in as a library grows. With
+    # reference_songs > 0, min_similarity holds for a library of that many songs and moves by
+    # similarity_slope per e-fold of the library's size (scripts/calibrate.py measures both).
+    reference_songs: int = 0
+    similarity_slope: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def for_library(self, n_songs: int) -> "VoteConfig":
+        """These settings with ``min_similarity`` moved to a library of ``n_songs`` songs."""
+        if self.reference_songs <= 0 or self.similarity_slope == 0.0:
+            return self
+        n = max(n_songs, SMALLEST_SCALED_LIBRARY)
+        return replace(self, min_similarity=self.min_similarity + self.similarity_slope * math.log(n / self.reference_songs))
+
+
+LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)
+
+
+def impostor_slope(impostors: np.ndarray, level: float, rng: np.random.Generator,
+                   draws: int = 200) -> tuple[float, dict[int, float]]:
+    """Rise of the best impostor similarity per e-fold of library size (``similarity_slope``).
+
+    Parameters
+    ----------
+    impostors : np.ndarray [shape=(clips, songs)]
+        Every clip's best similarity to every song that is not its own (-inf for its own).
+    level : float
+        The share of clips that must stay below the threshold (the target "unknown" rate).
+
+    Returns
+    -------
+    slope : float
+        Of a line in ln(size) through the ``level`` quantiles of the best impostor similarity,
+        over ``draws`` random libraries of each size from SMALLEST_SCALED_LIBRARY up to all songs.
+    quantiles : dict of library size → that quantile
+    """
+    n_songs = impostors.shape[1]
+    sizes = [n for n in LIBRARY_SIZES if n < n_songs] + [n_songs]
+    quantiles = {}
+    for n in sizes:
+        best = [impostors[:, rng.choice(n_songs, n, replace=False)].max(axis=1) for _ in range(draws)]
+        best = np.concatenate(best)
+        quantiles[n] = float(np.quantile(best[np.isfinite(best)], level))
+    if len(sizes) < 2:
+        return 0.0, quantiles
+    return float(np.polyfit(np.log(sizes), list(quantiles.values()), 1)[0]), quantiles
 
 
 @dataclass(frozen=True)

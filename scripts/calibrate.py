@@ -3,10 +3,15 @@
 
 The library holds the model's training songs plus half of the validation songs; clips
 (clean, noise, phone, reverb) of those validation members must be identified, clips of the
-other validation songs must come back "unknown". The vote temperature and
-thresholds (``temperature``, ``min_similarity``, ``min_share``, ``min_margin`` of VoteConfig) that identify the most member clips while rejecting at least
-``--target-unknown`` of outsider clips are written into the checkpoint's metadata; new
-libraries built with that model use them.
+other validation songs must come back "unknown". The vote temperature and thresholds
+(``temperature``, ``min_similarity``, ``min_share``, ``min_margin`` of VoteConfig) that identify
+the most member clips while rejecting at least ``--target-unknown`` of outsider clips are
+written into the checkpoint's metadata; new libraries built with that model use them.
+
+The similarity threshold holds for a library the size of the calibration library
+(``reference_songs``). Larger libraries hold more sound-alikes, so the threshold moves with
+ln(songs) at ``similarity_slope``: the rise of the best impostor similarity measured over random
+sub-libraries of every size (index.vote.impostor_slope).
 
     python scripts/calibrate.py --model encoder/weights/default.safetensors --write
 """
@@ -27,7 +32,7 @@ from encoder.audio import load_audio
 from encoder.augment import apply_condition
 from encoder.checkpoint import update_checkpoint_extra
 from encoder.splits import read_manifest, song_unit, split_songs
-from index.vote import VoteConfig, vote_songs
+from index.vote import VoteConfig, impostor_slope, vote_songs
 from server.library import Library, LibrarySettings
 
 log = logging.getLogger("calibrate")
@@ -53,7 +58,10 @@ def main(argv=None) -> int:
     outsiders = [it for it in parts["val"] if song_unit(it[0], "calibrate") < 0.5]
     members = [it for it in parts["val"] if it not in outsiders]
     if args.cache and args.cache.is_file():
-        rows = pickle.loads(args.cache.read_bytes())
+        cached = pickle.loads(args.cache.read_bytes())
+        if not isinstance(cached, dict):
+            raise SystemExit(f"{args.cache}: written by an older calibrate.py; delete it and run again")
+        rows, songs = cached["rows"], cached["songs"]
     else:
         noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
         tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
@@ -61,29 +69,33 @@ def main(argv=None) -> int:
             lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig(),
                                                                   index_hop_frames=args.index_hop))
             lib.add([path for path, _ in parts["train"][: args.train_songs or None] + members])
-            rows = clip_features(lib, members, outsiders, noises, args)
+            rows, songs = clip_features(lib, members, outsiders, noises, args)
             lib.close()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if args.cache:
-            args.cache.write_bytes(pickle.dumps(rows))
+            args.cache.write_bytes(pickle.dumps({"rows": rows, "songs": songs}))
 
     best = choose(rows, args.target_unknown)
     best["separation_auc"] = separation(rows, best["temperature"])
+    best["reference_songs"] = len(songs)
+    best["similarity_slope"], best["impostor_similarity_by_library_size"] = size_slope(rows, songs, args.target_unknown, args.seed)
     print(json.dumps(best, indent=2))
     if args.write:
-        keys = ("temperature", "min_similarity", "min_share", "min_margin")
+        keys = ("temperature", "min_similarity", "min_share", "min_margin", "reference_songs", "similarity_slope")
         update_checkpoint_extra(args.model, calibration={k: best[k] for k in keys},
                                 calibration_report={k: v for k, v in best.items() if k not in keys})
         log.info("wrote thresholds into %s", args.model)
     return 0
 
 
-def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
-    """For every clip: is it a member, its true song, and its raw neighbours (to re-vote offline)."""
+def clip_features(lib: Library, members, outsiders, noises, args) -> tuple[list[dict], list[str]]:
+    """For every clip: is it a member, its true song, its raw neighbours (to re-vote offline) and its
+    best similarity to every song of the library (``song_best``, in the order of the returned songs)."""
     rng = np.random.default_rng(args.seed)
     sr = lib.features.sample_rate
     truth = {s.path: s.song_id for s in lib.tracks()}
+    songs, song_of_vector, stored = stored_vectors(lib)
     rows = []
     for path, _ in members + outsiders:
         y = load_audio(path, sr=sr)
@@ -92,9 +104,34 @@ def clip_features(lib: Library, members, outsiders, noises, args) -> list[dict]:
                 start = int(rng.uniform(0, len(y) / sr - 3.0) * sr)
                 emb = lib.embed_clip(apply_condition(y[start : start + 3 * sr], condition, sr, rng, noises))
                 sims, info = lib.neighbours(emb.vectors, lib.settings.vote.k)
+                best = np.full(len(songs), -1.0, dtype=np.float32)
+                np.maximum.at(best, song_of_vector, (emb.vectors @ stored.T).max(axis=0))
                 rows.append({"member": path in truth, "condition": condition, "truth": truth.get(path),
-                             "neighbours": (info.song_ids, sims, info.offsets_s, emb.offsets_s)})
-    return rows
+                             "neighbours": (info.song_ids, sims, info.offsets_s, emb.offsets_s), "song_best": best})
+    return rows, songs
+
+
+def stored_vectors(lib: Library) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The library's songs, the song (index into them) of every stored vector, and the vectors."""
+    ids = lib.index.ids()
+    song_ids = lib.catalog.lookup(ids).song_ids
+    songs = sorted(set(song_ids))
+    position = {s: i for i, s in enumerate(songs)}
+    return songs, np.array([position[s] for s in song_ids]), lib.index.vectors(ids)
+
+
+def size_slope(rows: list[dict], songs: list[str], target_unknown: float, seed: int) -> tuple[float, dict[int, float]]:
+    """How fast the best impostor similarity rises with library size (index.vote.impostor_slope).
+
+    Every calibration clip counts, members too: any song but its own is an impostor.
+    """
+    impostors = np.stack([r["song_best"] for r in rows])  # [shape=(clips, songs)]
+    own = {s: i for i, s in enumerate(songs)}
+    for i, r in enumerate(rows):
+        if r["truth"] in own:
+            impostors[i, own[r["truth"]]] = -np.inf
+    slope, quantiles = impostor_slope(impostors, target_unknown, np.random.default_rng(seed))
+    return round(slope, 4), {n: round(q, 4) for n, q in quantiles.items()}
 
 
 def top_votes(rows: list[dict], temperature: float | None) -> list:

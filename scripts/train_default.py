@@ -37,13 +37,19 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help=f"Adam learning rate, cosine-decayed (default {TrainConfig.lr})")
     p.add_argument("--p-reverb", type=float, default=DegradeConfig.p_reverb, help="share of views in a synthetic room")
     p.add_argument("--rt60-max", type=float, default=DegradeConfig.rt60_s[1], help="longest reverberation time (s)")
+    p.add_argument("--p-noise", type=float, default=DegradeConfig.p_noise, help="share of views with background noise")
+    p.add_argument("--p-bank-noise", type=float, default=DegradeConfig.p_bank_noise,
+                   help="share of that noise drawn from recorded sounds rather than coloured noise")
+    p.add_argument("--snr", type=float, nargs=2, default=DegradeConfig.snr_db, metavar=("LOW", "HIGH"),
+                   help="range of the noise's SNR in dB (default %(default)s)")
     p.add_argument("--export", action="store_true", help="write encoder/weights/default.safetensors when done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     parts = split_songs(read_manifest(args.corpus))
     noise = sorted(str(f) for f in (args.corpus / "noise").iterdir())
-    degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max))
+    degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max),
+                      p_noise=args.p_noise, p_bank_noise=args.p_bank_noise, snr_db=tuple(args.snr))
     cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, device=args.device, degrade=degrade)
     started = time.time()

@@ -468,7 +468,8 @@ def openapi_document() -> dict:
         "TrackChange": _obj({"status": {"type": "string", "enum": ["added", "duplicate", "removed"]}, "song": _ref("Song")}),
         "Stats": _obj({"library": _STR, "songs": _INT, "snippets": _INT, "hours": _NUM,
                        "labels": {"type": "object", "additionalProperties": _INT}, "backend": _STR, "vectors": _INT,
-                       "index_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM}),
+                       "index_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM,
+                       "min_similarity": _NUM}),
         "Health": _obj({"status": {"const": "ok"}, "songs": _INT, "model_id": _STR, "version": _STR}),
     }
     song_id = {"name": "song_id", "in": "path", "required": True, "schema": _STR}

@@ -190,7 +190,8 @@ def cmd_stats(args) -> int:
         labels = ", ".join(f"{k} ({v})" for k, v in stats["labels"].items()) or "none"
         print(f"library  {stats['library']}\nsongs    {stats['songs']}\nsnippets {stats['snippets']}\n"
               f"hours    {stats['hours']:.2f}\nlabels   {labels}\nbackend  {stats['backend']}\n"
-              f"index    {stats['index_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}")
+              f"index    {stats['index_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}\n"
+              f"unknown  below similarity {stats['min_similarity']:.3f} (at this library's size)")
     return EXIT_OK
 
 

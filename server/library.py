@@ -341,7 +341,7 @@ class Library:
         return self.identify_embeddings(emb, name=name or _name(clip))
 
     def identify_embeddings(self, emb: Embeddings, *, name: str = "") -> Identification:
-        cfg = self.settings.vote
+        cfg = self.settings.vote.for_library(self.catalog.song_count())
         sims, info = self.neighbours(emb.vectors, cfg.k)
         votes = vote_songs(info.song_ids, sims, info.offsets_s, emb.offsets_s, cfg)
         winner = decide(votes, cfg)
@@ -414,7 +414,9 @@ class Library:
         return {"library": str(self.root), "songs": counts["songs"], "snippets": counts["snippets"],
                 "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": self.settings.index.backend,
                 "vectors": len(self.index), "index_bytes": index_bytes, "model_id": self.model_id,
-                "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4)}
+                "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4),
+                # the similarity below which a clip is "unknown" at this library's size
+                "min_similarity": round(self.settings.vote.for_library(counts["songs"]).min_similarity, 4)}
 
     # -- maintenance ---------------------------------------------------------------------
     def adopt_model(self, checkpoint: str | os.PathLike) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,18 @@ def test_songs_not_in_library_are_unknown_at_the_floor_rate(library, clips):
     assert len(missed) <= 0.1 * len(UNKNOWN_SEEDS), "\n".join(missed)
 
 
+def test_similarity_threshold_is_scaled_to_the_library_size(library, song_dir, clips):
+    """A threshold calibrated at a much larger library drops for this 10-song one; unscaled it holds."""
+    clip = write_clip(clips, "clean0", cut(synth_song(0), clip_start(0), CLIP_S))
+    unreachable = replace(library.settings.vote, min_similarity=1.05, min_share=0.0, min_margin=0.0)
+    library.settings = replace(library.settings, vote=unreachable)
+    assert library.identify(clip).match is None  # no cosine similarity reaches 1.05
+    # 1.05 + 0.05 · ln(10 / 10,000) ≈ 0.70 for these 10 songs
+    library.settings = replace(library.settings, vote=replace(unreachable, reference_songs=10_000, similarity_slope=0.05))
+    result = library.identify(clip)
+    assert result.match is not None and result.match.song.path == song_path(song_dir, 0), describe(result)
+
+
 def test_identify_bytes_upload(library, song_dir):
     import io
 
@@ -181,6 +194,7 @@ def test_stats(library, song_dir):
     assert stats["vectors"] == stats["snippets"] == sum(s.n_snippets for s in library.tracks())
     assert stats["snippets"] >= N_SONGS * 40  # ≈47 overlapping patches per 20-s song
     assert stats["index_bytes"] > 0 and stats["model_id"] == library.model_id
+    assert stats["min_similarity"] == pytest.approx(library.settings.vote.for_library(N_SONGS).min_similarity, abs=1e-4)
     assert {s.path for s in library.tracks()} == {song_path(song_dir, i) for i in range(N_SONGS)}
     song = library.song(library.tracks()[0].song_id)
     assert song.title == "song00" and song.duration_s == pytest.approx(20.0)
