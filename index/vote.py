@@ -19,10 +19,6 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-# Libraries smaller than this get its threshold: calibration measures the rise from here up.
-SMALLEST_SCALED_LIBRARY = 10
-
-
 @dataclass(frozen=True)
 class VoteConfig:
     k: int = 10  # neighbours per query patch (the seed found 10 the most stable)
@@ -34,8 +30,9 @@ class VoteConfig:
     offset_bin_s: float = 1.0  # implied song offsets closer than this agree with each other
     # The best impostor among N songs rises about linearly in ln N (extreme values of a light
     # tail), so a fixed similarity threshold lets more strangers in as a library grows. With
-    # reference_songs > 0, min_similarity holds for a library of that many songs and moves by
-    # similarity_slope per e-fold of the library's size (scripts/calibrate.py measures both).
+    # reference_songs > 0, min_similarity holds up to a library of that many songs and rises by
+    # similarity_slope per e-fold beyond (scripts/calibrate.py measures both). It never drops
+    # below the calibrated value: smaller libraries keep the threshold that was validated.
     reference_songs: int = 0
     similarity_slope: float = 0.0
 
@@ -43,14 +40,13 @@ class VoteConfig:
         return asdict(self)
 
     def for_library(self, n_songs: int) -> "VoteConfig":
-        """These settings with ``min_similarity`` moved to a library of ``n_songs`` songs."""
-        if self.reference_songs <= 0 or self.similarity_slope == 0.0:
+        """These settings with ``min_similarity`` raised for a library of ``n_songs`` songs."""
+        if self.reference_songs <= 0 or self.similarity_slope <= 0.0 or n_songs <= self.reference_songs:
             return self
-        n = max(n_songs, SMALLEST_SCALED_LIBRARY)
-        return replace(self, min_similarity=self.min_similarity + self.similarity_slope * math.log(n / self.reference_songs))
+        return replace(self, min_similarity=self.min_similarity + self.similarity_slope * math.log(n_songs / self.reference_songs))
 
 
-LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)
+LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)  # sub-libraries impostor_slope measures
 
 
 def impostor_slope(impostors: np.ndarray, level: float, rng: np.random.Generator,
@@ -68,7 +64,7 @@ def impostor_slope(impostors: np.ndarray, level: float, rng: np.random.Generator
     -------
     slope : float
         Of a line in ln(size) through the ``level`` quantiles of the best impostor similarity,
-        over ``draws`` random libraries of each size from SMALLEST_SCALED_LIBRARY up to all songs.
+        over ``draws`` random libraries of each size from 10 songs up to all songs.
     quantiles : dict of library size → that quantile
     """
     n_songs = impostors.shape[1]

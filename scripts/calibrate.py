@@ -8,10 +8,10 @@ other validation songs must come back "unknown". The vote temperature and thresh
 the most member clips while rejecting at least ``--target-unknown`` of outsider clips are
 written into the checkpoint's metadata; new libraries built with that model use them.
 
-The similarity threshold holds for a library the size of the calibration library
-(``reference_songs``). Larger libraries hold more sound-alikes, so the threshold moves with
-ln(songs) at ``similarity_slope``: the rise of the best impostor similarity measured over random
-sub-libraries of every size (index.vote.impostor_slope).
+The similarity threshold holds up to a library the size of the calibration library
+(``reference_songs``). Larger libraries hold more sound-alikes, so beyond it the threshold
+rises with ln(songs) at ``similarity_slope``: the rise of the best impostor similarity measured
+over random sub-libraries of every size (index.vote.impostor_slope).
 
     python scripts/calibrate.py --model encoder/weights/default.safetensors --write
 """
