@@ -73,7 +73,9 @@ def main(argv=None) -> int:
     body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib)
     print(body)
     if args.out:
-        write_section(args.out, f"identify-{args.backend}", f"Identification of 3-s clips ({args.backend})", body)
+        extra = "" if args.seed == p.get_default("seed") else f", clip seed {args.seed}"  # a re-draw of the clips gets its own section
+        write_section(args.out, f"identify-{args.backend}" + extra.replace(", clip seed ", "-seed"),
+                      f"Identification of 3-s clips ({args.backend}{extra})", body)
     lib.close()
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)

@@ -35,6 +35,7 @@ Run `{args.run}`: variant `{train['variant']}`, {train['epochs']} epochs, {rows[
 {train['batch_size']} pairs, Adam lr {train['lr']} (cosine to {train['lr_min']}), contrastive temperature
 {train['temperature']}, classifier scale {train['classifier_scale']}; {len(config['train_tracks'])} training songs,
 {len(config['val_tracks'])} validation songs, {config['noise_files']} noise files; labels {', '.join(config['labels'])}.
+Degraded views: {degraded(train.get('degrade', {}))}.
 {f"Started from {config['init_weights']}, not the seeded initialisation." if config.get('init_weights') else "Started from the seeded initialisation."}
 Throughput {min(speed):.0f}–{max(speed):.0f} pairs/s (median {sorted(speed)[len(speed) // 2]:.0f}) on this CPU,
 which other work shared during the run. *val top-1*: share of 256 degraded validation views whose
@@ -51,6 +52,15 @@ Curves: [training-loss-{args.run.name}.png](training-loss-{args.run.name}.png).
         shutil.copyfile(args.run / "loss.png", args.out.parent / f"training-loss-{args.run.name}.png")
         shutil.copyfile(args.run / "metrics.csv", args.out.parent / f"training-metrics-{args.run.name}.csv")
     return 0
+
+
+def degraded(d: dict) -> str:
+    """The view degradations of a run's config, in words."""
+    if not d:
+        return "not recorded"
+    return (f"noise p {d['p_noise']} at {d['snr_db'][0]:g}–{d['snr_db'][1]:g} dB SNR ({d['p_bank_noise']:.0%} recorded sounds), "
+            f"reverb p {d['p_reverb']} RT60 {d['rt60_s'][0]:g}–{d['rt60_s'][1]:g} s, phone p {d['p_phone']}, "
+            f"speed p {d['p_speed']} ±{abs(1 - d['speed'][0]):.0%}, gain {d['gain_db'][0]:g}…{d['gain_db'][1]:+g} dB")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ class Library:
         self.model_id = model.model_id
         self.embedder = Embedder(model)
         self.features = model.features
+        self.model_vote = calibrated_vote(model) if _calibration(model) else None  # the encoder's own thresholds
         self._lock = threading.RLock()  # guards index + catalog writes and index reads
 
     # -- opening -------------------------------------------------------------------------
@@ -436,7 +437,9 @@ class Library:
     def reindex(self, progress: Callable[[Song], None] | None = None) -> int:
         """Re-embed every song from its file with the library's current model and rebuild the index.
 
-        The new index replaces the old one only when every song was embedded.
+        The new index replaces the old one only when every song was embedded. A model that carries
+        calibrated "unknown" thresholds (scripts/calibrate.py) brings them along: thresholds of
+        another encoder mean nothing for the new embeddings.
         """
         songs = self.catalog.songs()
         fresh = create_index(self.settings.index)
@@ -458,13 +461,20 @@ class Library:
             self.catalog.set_meta("model_id", self.model_id)
             save_index(fresh, self.root / INDEX_DIR, model_id=self.model_id)
             self.index = fresh
+            if self.model_vote is not None and self.model_vote != self.settings.vote:
+                self.settings = replace(self.settings, vote=self.model_vote)
+                _write_json_atomic(self.root / SETTINGS_FILE, self.settings.to_dict())
+                log.info("library %s now uses the encoder's calibrated thresholds %s", self.root, self.model_vote.to_dict())
         return len(rows)
 
 
 def calibrated_vote(model: LoadedModel) -> VoteConfig:
     """Vote settings with the "unknown" thresholds calibrated for this model (scripts/calibrate.py)."""
-    calibration = model.meta.get("extra", {}).get("calibration", {}) if model.meta else {}
-    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
+    return VoteConfig(**{k: v for k, v in _calibration(model).items() if k in VoteConfig.__dataclass_fields__})
+
+
+def _calibration(model: LoadedModel) -> dict:
+    return model.meta.get("extra", {}).get("calibration", {}) if model.meta else {}
 
 
 def _load_library_model(root: Path, spec: str) -> LoadedModel:

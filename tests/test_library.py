@@ -110,17 +110,18 @@ def test_songs_not_in_library_are_unknown_at_the_floor_rate(library, clips):
     assert len(missed) <= 0.1 * len(UNKNOWN_SEEDS), "\n".join(missed)
 
 
-def test_similarity_threshold_is_raised_for_a_library_larger_than_calibrated(library, song_dir, clips):
+def test_similarity_threshold_is_raised_for_a_library_larger_than_calibrated(library_path, song_dir, clips):
     """Calibrated at 2 songs, the threshold rises for these 10 (more songs, more sound-alikes)."""
     clip = write_clip(clips, "clean0", cut(synth_song(0), clip_start(0), CLIP_S))
-    loose = replace(library.settings.vote, min_similarity=0.5, min_share=0.0, min_margin=0.0)
-    library.settings = replace(library.settings, vote=loose)
-    result = library.identify(clip)
-    assert result.match is not None and result.match.song.path == song_path(song_dir, 0), describe(result)
-    # 0.5 + 0.5 · ln(10 / 2) ≈ 1.30: out of reach of any cosine similarity
-    library.settings = replace(library.settings, vote=replace(loose, reference_songs=2, similarity_slope=0.5))
-    assert library.identify(clip).match is None
-    assert library.stats()["min_similarity"] == pytest.approx(0.5 + 0.5 * np.log(5), abs=1e-3)
+    with Library.open(library_path) as lib:  # a private instance: its settings are changed in memory only
+        loose = replace(lib.settings.vote, min_similarity=0.5, min_share=0.0, min_margin=0.0)
+        lib.settings = replace(lib.settings, vote=loose)
+        result = lib.identify(clip)
+        assert result.match is not None and result.match.song.path == song_path(song_dir, 0), describe(result)
+        # 0.5 + 0.5 · ln(10 / 2) ≈ 1.30: out of reach of any cosine similarity
+        lib.settings = replace(lib.settings, vote=replace(loose, reference_songs=2, similarity_slope=0.5))
+        assert lib.identify(clip).match is None
+        assert lib.stats()["min_similarity"] == pytest.approx(0.5 + 0.5 * np.log(5), abs=1e-3)
 
 
 def test_identify_bytes_upload(library, song_dir):
@@ -443,3 +444,21 @@ def test_reindex_recovers_a_refused_library(tmp_path):
         assert {k: after[k] for k in ("songs", "snippets", "vectors", "labels")} == \
                {k: before[k] for k in ("songs", "snippets", "vectors", "labels")}
         assert lib.identify(clip).to_dict() == answer  # the same encoder gives the same answer
+
+
+def test_reindex_brings_the_encoders_calibrated_thresholds(tmp_path):
+    """Thresholds stored for an older encoder are replaced by those calibrated for the current one."""
+    root = tmp_path / "lib"
+    with Library.create(root, LibrarySettings(model=TEST_MODEL)) as lib:
+        lib.add([write_clip(tmp_path, "short", synth_song(510, seconds=6.0))])
+        calibrated = lib.model_vote
+    if calibrated is None:
+        pytest.skip(f"the test encoder {TEST_MODEL!r} carries no calibration")
+    settings = json.loads((root / "settings.json").read_text())
+    settings["vote"].update(min_similarity=0.123, reference_songs=0, similarity_slope=0.0)  # an older encoder's
+    (root / "settings.json").write_text(json.dumps(settings))
+    with Library.open(root) as lib:
+        assert lib.settings.vote.min_similarity == 0.123
+        lib.reindex()
+    with Library.open(root) as lib:
+        assert lib.settings.vote == calibrated
