@@ -84,8 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/evaluation"))
     p.add_argument("--limit", type=int, default=0, help="evaluate on this many tracks only (a check; 0 = all)")
     p.add_argument("--model", default="default", help="encoder of a new library (default: the shipped one)")
-    p.add_argument("--classifier", type=Path, default=Path("runs/default/model.safetensors"),
-                   help="checkpoint whose classifier head is evaluated, if it exists (default runs/default/model.safetensors)")
+    p.add_argument("--classifier", type=Path,
+                   help="checkpoint whose classifier head is evaluated, if it exists (default: the full checkpoint "
+                        "of the training run named in the encoder's metadata, e.g. runs/default-v3/model.safetensors)")
     p.add_argument("--train-config", type=Path, help="the encoder's training run config.json, if not found from the model")
     p.add_argument("--holdout", type=float, default=0.2)
     p.add_argument("--clips-per-song", type=int, default=4)
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     lib = build_library(root, items, args.model)
     built = time.perf_counter() - started
 
+    args.classifier = args.classifier or training_checkpoint(args.model)
     base = EvalConfig.quick() if args.quick else EvalConfig(clips=ClipConfig(clips_per_song=args.clips_per_song),
                                                             timing=TimingConfig(max_vectors=args.timing_vectors))
     cfg = replace(base, holdout=args.holdout, seed=args.seed, threads=args.threads,
@@ -124,6 +126,14 @@ def main(argv=None) -> int:
     for key, value in report["headline"].items():
         print(f"{key:45s} {'n/a' if value is None else f'{value:.1%}'}")
     return 0
+
+
+def training_checkpoint(model: str) -> Path:
+    """The full checkpoint (with the classifier head) of the run that trained ``model``."""
+    from encoder.checkpoint import load_model
+
+    run = (load_model(model).meta or {}).get("extra", {}).get("run")
+    return Path(run or "runs/default") / "model.safetensors"
 
 
 if __name__ == "__main__":
