@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--clips-per-song", type=int, default=8, help="3-s clips per song and condition")
     p.add_argument("--outsider-share", type=float, default=0.33, help="share of held-out songs kept out of the library")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--noise-dir", type=Path, help="recorded noises to mix in (default CORPUS/noise, the bank training "
+                   "also used; CORPUS/noise-heldout holds sounds it never heard)")
     p.add_argument("--index-hop", type=int, default=LibrarySettings.index_hop_frames,
                    help=f"frames between stored patches (default {LibrarySettings.index_hop_frames})")
     p.add_argument("--library", type=Path, help="where to build the library (default: a temporary folder)")
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    members, outsiders, noises = held_out_songs(args.corpus, args.outsider_share)
+    members, outsiders, noises = held_out_songs(args.corpus, args.outsider_share, args.noise_dir)
     root = args.library or Path(tempfile.mkdtemp(prefix="tuneprint-bench-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
     lib = Library.create(root, LibrarySettings(model=args.model, index=IndexConfig(backend=args.backend),
@@ -70,26 +72,30 @@ def main(argv=None) -> int:
     outcomes, latencies = identify_clips(lib, members, outsiders, noises, args.clips_per_song, args.seed)
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=1))
-    body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib)
+    body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib, noises)
     print(body)
     if args.out:
-        extra = "" if args.seed == p.get_default("seed") else f", clip seed {args.seed}"  # a re-draw of the clips gets its own section
-        write_section(args.out, f"identify-{args.backend}" + extra.replace(", clip seed ", "-seed"),
-                      f"Identification of 3-s clips ({args.backend}{extra})", body)
+        # a re-draw of the clips, or another noise bank, gets its own section
+        key, title = f"identify-{args.backend}", args.backend
+        if args.seed != p.get_default("seed"):
+            key, title = f"{key}-seed{args.seed}", f"{title}, clip seed {args.seed}"
+        if args.noise_dir:
+            key, title = f"{key}-{args.noise_dir.name}", f"{title}, noise from {args.noise_dir.name}/"
+        write_section(args.out, key, f"Identification of 3-s clips ({title})", body)
     lib.close()
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
     return 0
 
 
-def held_out_songs(corpus: Path, outsider_share: float):
+def held_out_songs(corpus: Path, outsider_share: float, noise_dir: Path | None = None):
     """Songs no training run sees (test + unseen collections), split into library members and
     outsiders (kept out of the library), and the recorded noises to mix into clips."""
     parts = split_songs(read_manifest(corpus))
     held_out = parts["test"] + parts["unseen"]
     outsiders = [it for it in held_out if song_unit(it[0], "outsider") < outsider_share]
     members = [it for it in held_out if it not in outsiders]
-    noises = [load_audio(f) for f in sorted((corpus / "noise").iterdir())]
+    noises = [load_audio(f) for f in sorted((noise_dir or corpus / "noise").iterdir())]
     return members, outsiders, noises
 
 
@@ -131,7 +137,7 @@ def hit_rates(outcomes: list[dict]) -> dict[str, float]:
     return rates
 
 
-def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsiders, args, lib) -> str:
+def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsiders, args, lib, noises) -> str:
     rows = []
     for condition in CONDITIONS:
         clips = [o for o in outcomes if o["member"] and o["condition"] == condition]
@@ -161,7 +167,7 @@ outside the library. {args.clips_per_song} clips of 3 s per song and condition, 
 - index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**
 - query latency (3-s clip in memory → answer; embedding, search, vote): median **{np.median(ms):.1f} ms**, p95 {np.percentile(ms, 95):.1f} ms
 
-Conditions: *noise* = a recorded sound effect or voice from the corpus packages mixed in at 0–10 dB SNR;
+Conditions: *noise* = a recorded sound effect or voice from `{(args.noise_dir or args.corpus / 'noise').name}/` ({len(noises)} files) mixed in at 0–10 dB SNR;
 *phone* = recorded noise at 10–20 dB SNR, then 300–3400 Hz at 8 kHz through low-bitrate MP3 or GSM;
 *reverb* = a synthetic room (RT60 0.3–0.9 s).
 """

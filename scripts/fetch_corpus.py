@@ -3,11 +3,13 @@
 
 Music: the soundtracks' .ogg/.opus files of 30 s or more, deduplicated by content, one
 folder per collection (the collection is the style label). Noise: the same packages'
-short sound effects and voices, plus a few non-music packages, for mixing into clips.
+short sound effects and voices, plus a few non-music packages, for mixing into clips
+(training views and benchmarks). Held-out noise: the sounds of three more packages that
+training never uses, for benchmarks with noise the encoder never heard.
 
     python scripts/fetch_corpus.py --out data/corpus
 
-writes ``music/<collection>/*.ogg``, ``noise/*.{ogg,wav}``, ``labels.csv`` (path,label)
+writes ``music/<collection>/*.ogg``, ``noise/*.{ogg,wav}``, ``noise-heldout/*``, ``labels.csv`` (path,label)
 and ``manifest.csv`` (path,label,seconds,sha256). Nothing is committed to the repository.
 """
 from __future__ import annotations
@@ -37,6 +39,8 @@ MUSIC = {
     "funnyboat": ("funnyboat", ["data"]),
 }
 NOISE_ONLY = ["boswars-data", "pingus-data"]
+# Sounds that neither training nor calibration ever mixes in: benchmarks with noise the model never heard.
+HELDOUT_NOISE = ["alienblaster-data", "solarwolf", "ri-li-data"]
 NOISE_FOLDERS = {"sound", "sounds", "Sounds", "sfx", "snd", "voices", "units"}
 MIN_MUSIC_SECONDS = 30.0
 MAX_NOISE_SECONDS = 30.0
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
 
     if (args.out / "manifest.csv").is_file() and (args.out / "noise").is_dir():
         log.info("corpus already in %s", args.out)
+        fetch_heldout_noise(args.out, args.cache)
         return 0
     raw = args.cache / "raw"
     packages = [MUSIC[c][0] for c in args.collections] + NOISE_ONLY
@@ -100,7 +105,29 @@ def main(argv=None) -> int:
     hours = sum(r[2] for r in rows) / 3600
     log.info("corpus: %d tracks, %.2f h of music in %d collections; %d noise files",
              len(rows), hours, len({r[1] for r in rows}), len(list(noise_dir.iterdir())))
+    fetch_heldout_noise(args.out, args.cache)
     return 0
+
+
+def fetch_heldout_noise(out: Path, cache: Path) -> None:
+    """``noise-heldout/``: short sounds of HELDOUT_NOISE packages that are not in ``noise/``."""
+    heldout = out / "noise-heldout"
+    if heldout.is_dir():
+        return
+    raw = cache / "raw"
+    for package in HELDOUT_NOISE:
+        extract(download(package, cache), raw)
+    seen = {f.stem for f in (out / "noise").iterdir()}  # training noise is named by its hash's first 10 digits
+    tmp = out / "noise-heldout.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for package in HELDOUT_NOISE:
+        for f in package_root(raw, package):
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            if 0.2 <= duration(f) <= MAX_NOISE_SECONDS and "music" not in f.relative_to(raw).parts and digest[:10] not in seen:
+                copy_noise(f, digest, tmp, seen)
+    tmp.rename(heldout)
+    log.info("held-out noise: %d files in %s", len(list(heldout.iterdir())), heldout)
 
 
 def download(package: str, cache: Path) -> Path:
