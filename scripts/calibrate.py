@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--train-songs", type=int, default=0, help="index only this many training songs (0 = all; for a quick check)")
     p.add_argument("--index-hop", type=int, default=LibrarySettings.index_hop_frames,
                    help=f"frames between stored patches (default {LibrarySettings.index_hop_frames})")
+    p.add_argument("--noise-dir", type=Path, help="recorded noises for the noisy clips (default CORPUS/noise)")
     p.add_argument("--write", action="store_true", help="store the thresholds in the checkpoint")
     p.add_argument("--cache", type=Path, help="keep the clips' neighbours here (pickle) to re-choose without re-embedding")
     args = p.parse_args(argv)
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{args.cache}: written by an older calibrate.py; delete it and run again")
         rows, songs = cached["rows"], cached["songs"]
     else:
-        noises = [load_audio(f) for f in sorted((args.corpus / "noise").iterdir())]
+        noises = [load_audio(f) for f in sorted((args.noise_dir or args.corpus / "noise").iterdir())]
         tmp = Path(tempfile.mkdtemp(prefix="tuneprint-calibrate-"))
         try:
             lib = Library.create(tmp / "library", LibrarySettings(model=str(Path(args.model).resolve()), vote=VoteConfig(),
