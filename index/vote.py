@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class VoteConfig:
     k: int = 10  # neighbours per query patch (the seed found 10 the most stable)
@@ -43,7 +44,8 @@ class VoteConfig:
         """These settings with ``min_similarity`` raised for a library of ``n_songs`` songs."""
         if self.reference_songs <= 0 or self.similarity_slope <= 0.0 or n_songs <= self.reference_songs:
             return self
-        return replace(self, min_similarity=self.min_similarity + self.similarity_slope * math.log(n_songs / self.reference_songs))
+        rise = self.similarity_slope * math.log(n_songs / self.reference_songs)
+        return replace(self, min_similarity=self.min_similarity + rise)
 
 
 LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)  # sub-libraries impostor_slope measures

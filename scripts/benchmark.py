@@ -153,6 +153,7 @@ def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsid
     outs = [o for o in outcomes if not o["member"]]
     unknown_rate = np.mean([o["match"] is None for o in outs]) if outs else float("nan")
     ms = 1000 * np.array(latencies)
+    noise_dir = (args.noise_dir or args.corpus / "noise").name
     return f"""
 Library: {n_members} songs the model never trained on ({audio_s / 60:.0f} min, backend `{stats['backend']}`,
 encoder `{lib.model_id}`, patch hop {stats['patch_hop_s']} s); {n_outsiders} further held-out songs stay
@@ -167,7 +168,7 @@ outside the library. {args.clips_per_song} clips of 3 s per song and condition, 
 - index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**
 - query latency (3-s clip in memory → answer; embedding, search, vote): median **{np.median(ms):.1f} ms**, p95 {np.percentile(ms, 95):.1f} ms
 
-Conditions: *noise* = a recorded sound effect or voice from `{(args.noise_dir or args.corpus / 'noise').name}/` ({len(noises)} files) mixed in at 0–10 dB SNR;
+Conditions: *noise* = a recorded sound effect or voice from `{noise_dir}/` ({len(noises)} files) mixed in at 0–10 dB SNR;
 *phone* = recorded noise at 10–20 dB SNR, then 300–3400 Hz at 8 kHz through low-bitrate MP3 or GSM;
 *reverb* = a synthetic room (RT60 0.3–0.9 s).
 """

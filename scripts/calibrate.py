@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     best = choose(rows, args.target_unknown)
     best["separation_auc"] = separation(rows, best["temperature"])
     best["reference_songs"] = len(songs)
-    best["similarity_slope"], best["impostor_similarity_by_library_size"] = size_slope(rows, songs, args.target_unknown, args.seed)
+    slope, quantiles = size_slope(rows, songs, args.target_unknown, args.seed)
+    best["similarity_slope"], best["impostor_similarity_by_library_size"] = slope, quantiles
     print(json.dumps(best, indent=2))
     if args.write:
         keys = ("temperature", "min_similarity", "min_share", "min_margin", "reference_songs", "similarity_slope")

@@ -124,7 +124,8 @@ def fetch_heldout_noise(out: Path, cache: Path) -> None:
     for package in HELDOUT_NOISE:
         for f in package_root(raw, package):
             digest = hashlib.sha256(f.read_bytes()).hexdigest()
-            if 0.2 <= duration(f) <= MAX_NOISE_SECONDS and "music" not in f.relative_to(raw).parts and digest[:10] not in seen:
+            short = 0.2 <= duration(f) <= MAX_NOISE_SECONDS
+            if short and "music" not in f.relative_to(raw).parts and digest[:10] not in seen:
                 copy_noise(f, digest, tmp, seen)
     tmp.rename(heldout)
     log.info("held-out noise: %d files in %s", len(list(heldout.iterdir())), heldout)

@@ -131,7 +131,8 @@ def _evaluate(lib, cfg: EvalConfig, out_dir, progress: Progress | None) -> dict:
     report["noise"] = {"recorded_files": len(noises), "folder": cfg.noise_dir}
     ident = None
     if "identification" in sections:
-        ident = IdentificationRun(lib.embedder, lib.features, lib.settings.index, lib.settings.vote.for_library(len(split.index)),
+        vote = lib.settings.vote.for_library(len(split.index))  # the threshold at the size of the identification index
+        ident = IdentificationRun(lib.embedder, lib.features, lib.settings.index, vote,
                                   lib.settings.query_hop_frames, snippets, split, cfg.clips, cfg.seed, noises)
     head = classifier_head(lib, cfg, provenance) if "classifier" in sections else None
     baseline: dict[int, tuple[np.ndarray, np.ndarray]] = {}
