@@ -88,11 +88,7 @@ def main(argv=None) -> int:
                 rows.append((str(dest.relative_to(args.out)), label, round(seconds, 2), digest))
             elif 0.2 <= seconds <= MAX_NOISE_SECONDS and any(p in NOISE_FOLDERS for p in f.relative_to(raw).parts):
                 copy_noise(f, digest, noise_dir, seen)
-    for package in NOISE_ONLY:
-        for f in package_root(raw, package):
-            seconds = duration(f)
-            if 0.2 <= seconds <= MAX_NOISE_SECONDS and "music" not in f.relative_to(raw).parts:
-                copy_noise(f, hashlib.sha256(f.read_bytes()).hexdigest(), noise_dir, seen)
+    copy_package_sounds(raw, NOISE_ONLY, noise_dir, seen)
 
     with open(args.out / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -117,16 +113,10 @@ def fetch_heldout_noise(out: Path, cache: Path) -> None:
     raw = cache / "raw"
     for package in HELDOUT_NOISE:
         extract(download(package, cache), raw)
-    seen = {f.stem for f in (out / "noise").iterdir()}  # training noise is named by its hash's first 10 digits
     tmp = out / "noise-heldout.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for package in HELDOUT_NOISE:
-        for f in package_root(raw, package):
-            digest = hashlib.sha256(f.read_bytes()).hexdigest()
-            short = 0.2 <= duration(f) <= MAX_NOISE_SECONDS
-            if short and "music" not in f.relative_to(raw).parts and digest[:10] not in seen:
-                copy_noise(f, digest, tmp, seen)
+    copy_package_sounds(raw, HELDOUT_NOISE, tmp, seen=set(), exclude=out / "noise")
     tmp.rename(heldout)
     log.info("held-out noise: %d files in %s", len(list(heldout.iterdir())), heldout)
 
@@ -177,6 +167,19 @@ def duration(path: Path) -> float:
         return info.frames / info.samplerate
     except Exception:
         return 0.0
+
+
+def copy_package_sounds(raw: Path, packages: list[str], noise_dir: Path, seen: set[str],
+                        exclude: Path | None = None) -> None:
+    """Copy the short sounds (not music) of ``packages``, skipping any already in ``exclude``."""
+    known = {f.stem for f in exclude.iterdir()} if exclude else set()  # noise files are named by 10 hash digits
+    for package in packages:
+        for f in package_root(raw, package):
+            if not 0.2 <= duration(f) <= MAX_NOISE_SECONDS or "music" in f.relative_to(raw).parts:
+                continue
+            digest = hashlib.sha256(f.read_bytes()).hexdigest()
+            if digest[:10] not in known:
+                copy_noise(f, digest, noise_dir, seen)
 
 
 def copy_noise(f: Path, digest: str, noise_dir: Path, seen: set[str]) -> None:

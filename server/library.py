@@ -150,7 +150,7 @@ class Library:
         self.model_id = model.model_id
         self.embedder = Embedder(model)
         self.features = model.features
-        self.model_vote = calibrated_vote(model) if _calibration(model) else None  # the encoder's own thresholds
+        self.model_vote = calibrated_vote(model)  # the encoder's own thresholds, if it was calibrated
         self._lock = threading.RLock()  # guards index + catalog writes and index reads
 
     # -- opening -------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class Library:
             raise LibraryError(f"{root}: folder exists and is not empty; choose a new folder for the library")
         model = _load_library_model(root, settings.model)
         index_cfg = replace(settings.index, dim=model.net.cfg.embedding_dim)
-        settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model))
+        settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model) or VoteConfig())
         create_index(index_cfg)  # fail on a bad backend name before anything is written
         root.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(root / SETTINGS_FILE, settings.to_dict())
@@ -468,13 +468,12 @@ class Library:
         return len(rows)
 
 
-def calibrated_vote(model: LoadedModel) -> VoteConfig:
-    """Vote settings with the "unknown" thresholds calibrated for this model (scripts/calibrate.py)."""
-    return VoteConfig(**{k: v for k, v in _calibration(model).items() if k in VoteConfig.__dataclass_fields__})
-
-
-def _calibration(model: LoadedModel) -> dict:
-    return model.meta.get("extra", {}).get("calibration", {}) if model.meta else {}
+def calibrated_vote(model: LoadedModel) -> VoteConfig | None:
+    """Vote settings with the "unknown" thresholds calibrated for this model (scripts/calibrate.py), if any."""
+    calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
+    if not calibration:
+        return None
+    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
 
 def _load_library_model(root: Path, spec: str) -> LoadedModel:
