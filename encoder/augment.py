@@ -22,6 +22,8 @@ class DegradeConfig:
     p_noise: float = 0.9
     snr_db: tuple[float, float] = (0.0, 10.0)
     p_bank_noise: float = 0.7  # share of noise drawn from recorded sounds rather than coloured noise
+    p_vary_noise: float = 0.0  # share of recorded noise re-shaped (rate, EQ, a second sound layered): new noises
+    noise_rate: tuple[float, float] = (0.7, 1.4)  # re-shaped noise plays this many times faster (pitch with it)
     p_reverb: float = 0.5
     rt60_s: tuple[float, float] = (0.2, 0.9)
     p_phone: float = 0.35
@@ -115,9 +117,9 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.nd
         y = reverb(y, sr, rng, rng.uniform(*cfg.rt60_s))
     if rng.random() < cfg.p_noise:
         if noises and rng.random() < cfg.p_bank_noise:
-            noise = noises[rng.integers(len(noises))]
-            start = rng.integers(max(1, len(noise) - len(y)))
-            noise = noise[start : start + len(y)]
+            noise = pick_noise(len(y), rng, noises)
+            if cfg.p_vary_noise and rng.random() < cfg.p_vary_noise:  # no draw when off: old runs replay
+                noise = vary_noise(loop_to(noise, len(y)), sr, rng, noises, cfg.noise_rate)
         else:
             noise = colored_noise(len(y), rng, rng.choice([0.0, 1.0, 2.0]))
         y = mix_at_snr(y, noise, rng.uniform(*cfg.snr_db))
@@ -125,6 +127,37 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.nd
         y = phone(y, sr, rng)
     y = apply_gain(y / max(1.0, float(np.abs(y).max())), rng.uniform(*cfg.gain_db))
     return np.pad(y, (0, max(0, length - len(y))))[:length]
+
+
+def loop_to(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` repeated or cut to exactly ``n`` samples."""
+    return np.tile(y, int(np.ceil(n / max(len(y), 1))))[:n] if len(y) else np.zeros(n, np.float32)
+
+
+def random_eq(y: np.ndarray, sr: int, rng: np.random.Generator, max_db: float = 12.0) -> np.ndarray:
+    """Filter through a smooth random curve: gains of ±``max_db`` at 6 log-spaced frequencies."""
+    spectrum = np.fft.rfft(y)
+    freqs = np.fft.rfftfreq(len(y), 1.0 / sr)
+    nodes = np.geomspace(50.0, sr / 2, 6)
+    gain_db = np.interp(np.log(np.maximum(freqs, 50.0)), np.log(nodes), rng.uniform(-max_db, max_db, len(nodes)))
+    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), len(y)).astype(np.float32)
+
+
+def vary_noise(noise: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.ndarray],
+               rate: tuple[float, float] = (0.7, 1.4)) -> np.ndarray:
+    """A noise the bank does not hold: ``noise`` played faster or slower (pitch with it), through
+    a random EQ, and half the time with a second recording layered under it (a busier room).
+
+    Training on a fixed set of recordings teaches the encoder those recordings; re-shaping
+    them each time is what lets it meet sounds it never heard (see docs/BENCHMARKS.md).
+    """
+    n = len(noise)
+    factor = rng.uniform(*rate)
+    y = loop_to(change_speed(loop_to(noise, int(np.ceil(n * factor)) + 1), sr, factor), n)
+    if rng.random() < 0.5:
+        other = loop_to(pick_noise(n, rng, noises), n)
+        y = y + other * np.sqrt(signal_power(y) / signal_power(other)) * 10 ** (rng.uniform(-10.0, 0.0) / 20)
+    return random_eq(y, sr, rng)
 
 
 def mask_spectrogram(patch: np.ndarray, rng: np.random.Generator, *, max_bins: int = 8, max_frames: int = 8,

@@ -42,14 +42,21 @@ def main(argv=None) -> int:
                    help="share of that noise drawn from recorded sounds rather than coloured noise")
     p.add_argument("--snr", type=float, nargs=2, default=DegradeConfig.snr_db, metavar=("LOW", "HIGH"),
                    help="range of the noise's SNR in dB (default %(default)s)")
+    p.add_argument("--p-vary-noise", type=float, default=DegradeConfig.p_vary_noise,
+                   help="share of recorded noise re-shaped into a new sound (rate, EQ, layering)")
+    p.add_argument("--extra-noise", type=Path, action="append", default=[], metavar="DIR",
+                   help="another folder of training noise (e.g. make_babble.py --split train); repeatable")
+    p.add_argument("--extra-noise-share", type=float, default=0.25,
+                   help="share of recorded-noise draws that come from the --extra-noise folders")
     p.add_argument("--export", action="store_true", help="write encoder/weights/default.safetensors when done")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     parts = split_songs(read_manifest(args.corpus))
-    noise = sorted(str(f) for f in (args.corpus / "noise").iterdir())
+    noise = noise_paths(args.corpus / "noise", args.extra_noise, args.extra_noise_share)
     degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max),
-                      p_noise=args.p_noise, p_bank_noise=args.p_bank_noise, snr_db=tuple(args.snr))
+                      p_noise=args.p_noise, p_bank_noise=args.p_bank_noise, snr_db=tuple(args.snr),
+                      p_vary_noise=args.p_vary_noise)
     cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, device=args.device, degrade=degrade)
     started = time.time()
@@ -59,6 +66,19 @@ def main(argv=None) -> int:
     if args.export:
         export(weights, args, minutes, {k: len(v) for k, v in parts.items()})
     return 0
+
+
+def noise_paths(bank: Path, extra: list[Path], share: float) -> list[str]:
+    """The bank's files, plus the extra folders' files repeated so they make up about ``share`` of draws
+    (the sampler draws files uniformly)."""
+    paths = sorted(str(f) for f in bank.iterdir())
+    more = sorted(str(f) for folder in extra for f in folder.iterdir())
+    if not more:
+        return paths
+    repeat = max(1, round(share / (1 - share) * len(paths) / len(more)))
+    logging.info("%d bank noises + %d extra × %d (%.0f %% of draws)", len(paths), len(more), repeat,
+                 100 * repeat * len(more) / (len(paths) + repeat * len(more)))
+    return paths + more * repeat
 
 
 def export(weights: Path, args, minutes: float, counts: dict) -> None:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, mask_spectrogram,
-                             mix_at_snr, phone, reverb, room_impulse, signal_power)
+from encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, loop_to, mask_spectrogram,
+                             mix_at_snr, phone, random_eq, reverb, room_impulse, signal_power, vary_noise)
 from tests.conftest import SR, synth_song
 
 
@@ -55,7 +55,7 @@ def test_speed_changes_duration_as_asked(clip):
 def test_degrade_keeps_shape_dtype_and_range(clip):
     rng = np.random.default_rng(4)
     noises = [colored_noise(SR, rng, 1.0)]
-    cfg = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0)
+    cfg = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_bank_noise=1.0, p_vary_noise=1.0)
     for _ in range(5):
         out = degrade(clip, SR, rng, noises, cfg)
         assert out.shape == clip.shape and out.dtype == np.float32
@@ -68,3 +68,34 @@ def test_mask_spectrogram_keeps_shape_and_range():
     masked = mask_spectrogram(patch, rng, p=1.0)
     assert masked.shape == patch.shape and masked.min() >= 0.0 and masked.max() <= 1.0
     assert (masked == 0).any() and (patch != 0).all()  # masked a copy, not the input
+
+
+def band_power(y: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / SR)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum())
+
+
+def test_loop_to_gives_exact_length():
+    y = np.arange(5, dtype=np.float32)
+    assert loop_to(y, 12).tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+    assert len(loop_to(y, 3)) == 3 and len(loop_to(np.zeros(0, np.float32), 4)) == 4
+
+
+def test_random_eq_stays_within_its_gain_range():
+    rng = np.random.default_rng(6)
+    white = colored_noise(SR * 2, rng, 0.0)
+    out = random_eq(white, SR, rng, max_db=12.0)
+    assert out.shape == white.shape and out.dtype == np.float32
+    gains = [10 * np.log10(band_power(out, lo, lo * 1.5) / band_power(white, lo, lo * 1.5)) for lo in (100, 400, 1600, 6400)]
+    assert all(abs(g) <= 12.5 for g in gains)
+    assert max(gains) - min(gains) > 1.0  # it did reshape the spectrum
+
+
+def test_vary_noise_moves_a_tone_by_the_drawn_rate():
+    t = np.arange(int(0.2 * SR)) / SR
+    tone = loop_to(np.sin(2 * np.pi * 1000 * t).astype(np.float32), SR * 2)
+    out = vary_noise(tone, SR, np.random.default_rng(7), [tone], rate=(1.3, 1.3))
+    assert out.shape == tone.shape and np.isfinite(out).all()
+    # Played 1.3 times faster, the 1000-Hz tone sits at 1300 Hz (a layered copy may stay at 1000 Hz).
+    assert band_power(out, 1280, 1320) > 10 * band_power(out, 1500, 3000)
