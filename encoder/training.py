@@ -272,7 +272,7 @@ def train(train_items: Sequence[tuple[str, str | None]], run_dir: str | os.PathL
         (run_dir / "config.json").write_text(json.dumps(
             {"train": cfg.to_dict(), "model": model_cfg.to_dict(), "features": features.to_dict(), "labels": labels,
              "train_tracks": [p for p, _ in train_items], "val_tracks": [p for p, _ in val_items],
-             "noise_files": len(noise_paths), "init_weights": init_weights, "torch": torch.__version__}, indent=2))
+             "noise_files": len(set(noise_paths)), "init_weights": init_weights, "torch": torch.__version__}, indent=2))
 
     stream = torch.utils.data.DataLoader(_BatchStream(sampler, cfg.batch_size, cfg.seed * 1000 + step),
                                          batch_size=None, num_workers=1, persistent_workers=False)
