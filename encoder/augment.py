@@ -187,11 +187,15 @@ class ConditionConfig:
     speed_change: tuple[float, float] = (0.01, 0.03)  # "speed": faster or slower by this much
 
 
-def pick_noise(n: int, rng: np.random.Generator, noises: list[np.ndarray] | None) -> np.ndarray:
-    """A stretch of a recorded noise (looped when short), or white/pink/brown noise when none are given."""
+def pick_noise(n: int, rng: np.random.Generator, noises: list[np.ndarray] | None, info: dict | None = None) -> np.ndarray:
+    """A stretch of a recorded noise (looped when short), or white/pink/brown noise when none are given.
+    ``info``, when given, receives the index of the recording in ``noises`` (``noise_index``)."""
     if not noises:
         return colored_noise(n, rng, float(rng.choice([0.0, 1.0, 2.0])))
-    noise = noises[int(rng.integers(len(noises)))]
+    index = int(rng.integers(len(noises)))
+    if info is not None:
+        info["noise_index"] = index
+    noise = noises[index]
     start = int(rng.integers(max(1, len(noise) - n)))
     return noise[start : start + n]
 
@@ -205,18 +209,25 @@ def speed_factor(condition: str, rng: np.random.Generator, cfg: ConditionConfig 
 
 def apply_condition(clip: np.ndarray, condition: str, sr: int, rng: np.random.Generator,
                     noises: list[np.ndarray] | None = None, cfg: ConditionConfig = ConditionConfig(),
-                    factor: float | None = None) -> np.ndarray:
+                    factor: float | None = None, info: dict | None = None) -> np.ndarray:
     """Degrade ``clip`` as one named condition (see :class:`ConditionConfig`), peak kept ≤ 1.
 
     "speed" plays the clip ``factor`` times faster (drawn here unless given), so its length
     changes; cut the excerpt ``factor`` times longer to get a clip of a given duration.
+    ``info``, when given, receives what was drawn (``snr_db`` and ``noise_index`` for noisy
+    conditions), so a benchmark can break results down without changing the random draws.
     """
+    info = {} if info is None else info
     if condition == "clean":
         out = clip
     elif condition == "noise":
-        out = mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.snr_db))
+        noise = pick_noise(len(clip), rng, noises, info)
+        info["snr_db"] = float(rng.uniform(*cfg.snr_db))
+        out = mix_at_snr(clip, noise, info["snr_db"])
     elif condition == "phone":
-        out = phone(mix_at_snr(clip, pick_noise(len(clip), rng, noises), rng.uniform(*cfg.phone_snr_db)), sr, rng)
+        noise = pick_noise(len(clip), rng, noises, info)
+        info["snr_db"] = float(rng.uniform(*cfg.phone_snr_db))
+        out = phone(mix_at_snr(clip, noise, info["snr_db"]), sr, rng)
     elif condition == "reverb":
         out = reverb(clip, sr, rng, rng.uniform(*cfg.rt60_s))
     elif condition == "speed":

@@ -112,7 +112,9 @@ def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int
         for condition in conditions if member else ("clean", "noise"):
             for _ in range(clips_per_song):
                 start = rng.uniform(0, len(y) / sr - 3.0)
-                clip = apply_condition(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises)
+                drawn: dict = {}
+                clip = apply_condition(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises,
+                                       info=drawn)
                 t0 = time.perf_counter()
                 answer = lib.identify_embeddings(lib.embed_clip(clip), name=path)
                 latencies.append(time.perf_counter() - t0)
@@ -123,7 +125,8 @@ def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int
                     "truth": song_of_path.get(path), "match": m.song.song_id if m else None,
                     "offset_s": round(m.vote.offset_s, 2) if m else None,
                     "top": top.song.song_id if top else None, "top_share": top.vote.share if top else 0.0,
-                    "top_similarity": top.vote.similarity if top else 0.0,
+                    "top_similarity": top.vote.similarity if top else 0.0, "snr_db": drawn.get("snr_db"),
+                    "noise_index": drawn.get("noise_index"),  # into the noise folder's sorted file names
                 })
     return outcomes, latencies
 
@@ -135,6 +138,20 @@ def hit_rates(outcomes: list[dict]) -> dict[str, float]:
     outs = [o["match"] is None for o in outcomes if not o["member"]]
     rates["unknown_for_outsiders"] = float(np.mean(outs)) if outs else float("nan")
     return rates
+
+
+SNR_BANDS = ((0.0, 2.5), (2.5, 5.0), (5.0, 7.5), (7.5, 10.0))
+
+
+def noise_by_snr(outcomes: list[dict]) -> str:
+    """Hit rate of the member clips of the "noise" condition in bands of their SNR, in words."""
+    noisy = [o for o in outcomes if o["member"] and o["condition"] == "noise" and o.get("snr_db") is not None]
+    parts = []
+    for low, high in SNR_BANDS:
+        band = [o["match"] == o["truth"] for o in noisy if low <= o["snr_db"] < high]
+        if band:
+            parts.append(f"{low:g}–{high:g} dB {np.mean(band):.1%} ({len(band)})")
+    return ", ".join(parts) or "not recorded"
 
 
 def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsiders, args, lib, noises) -> str:
@@ -150,6 +167,7 @@ def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsid
         offset_err = [abs(o["offset_s"] - o["start_s"]) for o in clips if o["match"] == o["truth"]]
         rows.append(f"| {condition} | {len(clips)} | {hit:.1%} | {wrong:.1%} | {unknown:.1%} | {top1:.1%} | "
                     f"{np.median(offset_err) if offset_err else float('nan'):.2f} |")
+    by_snr = noise_by_snr(outcomes)
     outs = [o for o in outcomes if not o["member"]]
     unknown_rate = np.mean([o["match"] is None for o in outs]) if outs else float("nan")
     ms = 1000 * np.array(latencies)
@@ -163,6 +181,7 @@ outside the library. {args.clips_per_song} clips of 3 s per song and condition, 
 | --- | --- | --- | --- | --- | --- | --- |
 {chr(10).join(rows)}
 
+- noisy clips identified by SNR: {by_snr}
 - clips of songs **not** in the library answered "unknown": **{unknown_rate:.1%}** of {len(outs)} (clean and noisy)
 - ingest: {audio_s / 60:.1f} min of audio in {ingest_s:.1f} s = **{audio_s / ingest_s:.0f}× real time** (decode + features + embedding + index)
 - index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**

@@ -99,3 +99,17 @@ def test_vary_noise_moves_a_tone_by_the_drawn_rate():
     assert out.shape == tone.shape and np.isfinite(out).all()
     # Played 1.3 times faster, the 1000-Hz tone sits at 1300 Hz (a layered copy may stay at 1000 Hz).
     assert band_power(out, 1280, 1320) > 10 * band_power(out, 1500, 3000)
+
+
+def test_apply_condition_reports_the_drawn_snr_without_changing_the_draws(clip):
+    from encoder.augment import apply_condition
+
+    noises = [colored_noise(SR, np.random.default_rng(8), 1.0)]
+    drawn: dict = {}
+    with_info = apply_condition(clip, "noise", SR, np.random.default_rng(9), noises, info=drawn)
+    without = apply_condition(clip, "noise", SR, np.random.default_rng(9), noises)
+    assert np.array_equal(with_info, without)
+    assert 0.0 <= drawn["snr_db"] <= 10.0 and drawn["noise_index"] == 0
+    clean: dict = {}
+    apply_condition(clip, "clean", SR, np.random.default_rng(9), noises, info=clean)
+    assert "snr_db" not in clean
