@@ -113,12 +113,18 @@ def fetch_heldout_noise(out: Path, cache: Path) -> None:
     raw = cache / "raw"
     for package in HELDOUT_NOISE:
         extract(download(package, cache), raw)
-    tmp = out / "noise-heldout.partial"
+    write_atomically(heldout, lambda d: copy_package_sounds(raw, HELDOUT_NOISE, d, seen=set(), exclude=out / "noise"))
+
+
+def write_atomically(folder: Path, fill) -> None:
+    """Fill a sibling ``.partial`` folder, then rename it: an interrupted run leaves no half set."""
+    tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    copy_package_sounds(raw, HELDOUT_NOISE, tmp, seen=set(), exclude=out / "noise")
-    tmp.rename(heldout)
-    log.info("held-out noise: %d files in %s", len(list(heldout.iterdir())), heldout)
+    fill(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    log.info("%s: %d files", folder, len(list(folder.iterdir())))
 
 
 def download(package: str, cache: Path) -> Path:

@@ -29,7 +29,8 @@ import numpy as np
 import soundfile as sf
 
 from encoder.audio import load_audio
-from fetch_corpus import MAX_NOISE_SECONDS, download, duration, extract, package_root
+from fetch_corpus import MAX_NOISE_SECONDS, download, duration, extract, package_root, write_atomically
+from make_babble import crowd, excerpt
 
 log = logging.getLogger("fetch_world_noise")
 PACKAGE = "tuxpaint-stamps-default"
@@ -58,17 +59,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_atomically(folder: Path, fill) -> None:
-    """Fill a sibling ``.partial`` folder, then rename it: an interrupted run leaves no half set."""
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    log.info("%s: %d files", folder, len(list(folder.iterdir())))
-
-
 def copy_sounds(files: list[Path], folder: Path) -> None:
     seen = set()
     for f in files:
@@ -81,15 +71,13 @@ def copy_sounds(files: list[Path], folder: Path) -> None:
 def write_babble(voices: list[Path], folder: Path, count: int, seconds: float, rng: np.random.Generator) -> None:
     """Each file: 4–7 speakers, each reading random descriptions back to back from a random point."""
     n = int(seconds * SR)
+
+    def talk() -> np.ndarray:
+        readings = rng.choice(len(voices), size=8, replace=False)
+        return excerpt(np.concatenate([load_audio(voices[j], sr=SR) for j in readings]), n, rng)
+
     for i in range(count):
-        mix = np.zeros(n, dtype=np.float32)
-        for _ in range(int(rng.integers(4, 8))):
-            talk = np.concatenate([load_audio(voices[j], sr=SR) for j in rng.choice(len(voices), size=8, replace=False)])
-            talk = np.tile(talk, int(np.ceil(2 * n / max(len(talk), 1))))
-            start = int(rng.integers(0, len(talk) - n))
-            voice = talk[start : start + n]
-            mix += voice * rng.uniform(0.3, 1.0) / (np.abs(voice).max() + 1e-9)
-        sf.write(folder / f"speech{i:02d}.wav", 0.9 * mix / (np.abs(mix).max() + 1e-9), SR)
+        sf.write(folder / f"speech{i:02d}.wav", crowd(int(rng.integers(4, 8)), talk, rng), SR)
 
 
 if __name__ == "__main__":

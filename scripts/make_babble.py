@@ -29,6 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from encoder.audio import load_audio
+from fetch_corpus import write_atomically
 
 log = logging.getLogger("make_babble")
 VOICES = ("en", "en-us", "de", "fr", "es", "it", "nl", "pl", "pt", "sv")
@@ -78,21 +79,31 @@ def main(argv=None) -> int:
             raise SystemExit(f"{tool} is not installed: apt-get install {tool}")
 
     rng = np.random.default_rng(args.seed)
-    sr = 22050
-    tmp = args.out.with_name(args.out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i in range(args.files):
-        n = int(args.seconds * sr)
-        mix = np.zeros(n, dtype=np.float32)
-        for _ in range(int(rng.integers(3, 7))):
-            voice = speak(rng, sr, n, args.split)
-            mix += voice * rng.uniform(0.3, 1.0) / (np.abs(voice).max() + 1e-9)
-        sf.write(tmp / f"babble{i:02d}.wav", 0.9 * mix / (np.abs(mix).max() + 1e-9), sr)
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
-    log.info("wrote %d babble files of %.0f s to %s", args.files, args.seconds, args.out)
+    sr, n = 22050, int(args.seconds * 22050)
+
+    def fill(folder: Path) -> None:
+        for i in range(args.files):
+            mix = crowd(int(rng.integers(3, 7)), lambda: speak(rng, sr, n, args.split), rng)
+            sf.write(folder / f"babble{i:02d}.wav", mix, sr)
+
+    write_atomically(args.out, fill)
     return 0
+
+
+def crowd(voices: int, next_voice, rng: np.random.Generator) -> np.ndarray:
+    """``voices`` excerpts from ``next_voice()`` at random levels, summed and peak-normalised to 0.9."""
+    mix = None
+    for _ in range(voices):
+        voice = next_voice()
+        mix = (0 if mix is None else mix) + voice * rng.uniform(0.3, 1.0) / (np.abs(voice).max() + 1e-9)
+    return (0.9 * mix / (np.abs(mix).max() + 1e-9)).astype(np.float32)
+
+
+def excerpt(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of ``y`` (looped) from a random point."""
+    y = np.tile(y, int(np.ceil(2 * n / max(len(y), 1))))
+    start = int(rng.integers(0, len(y) - n))
+    return y[start : start + n]
 
 
 def speak(rng: np.random.Generator, sr: int, n: int, split: str = "test") -> np.ndarray:
@@ -108,10 +119,7 @@ def speak(rng: np.random.Generator, sr: int, n: int, split: str = "test") -> np.
             command = ["espeak-ng", "-v", str(rng.choice(VOICES if split == "test" else TRAIN_VOICES)),
                        "-p", str(int(rng.integers(20, 80))), "-s", str(int(rng.integers(140, 200))), "-w", str(wav), text]
         subprocess.run(command, check=True, capture_output=True)
-        y = load_audio(wav, sr=sr)
-    y = np.tile(y, int(np.ceil(2 * n / len(y))))
-    start = int(rng.integers(0, len(y) - n))
-    return y[start : start + n]
+        return excerpt(load_audio(wav, sr=sr), n, rng)
 
 
 if __name__ == "__main__":
