@@ -24,6 +24,7 @@ class DegradeConfig:
     p_bank_noise: float = 0.7  # share of noise drawn from recorded sounds rather than coloured noise
     p_vary_noise: float = 0.0  # share of recorded noise re-shaped (rate, EQ, a second sound layered): new noises
     noise_rate: tuple[float, float] = (0.7, 1.4)  # re-shaped noise plays this many times faster (pitch with it)
+    p_tonal_noise: float = 0.0  # share of noise synthesized as pitched sounds (notes, calls, drones, bells)
     p_reverb: float = 0.5
     rt60_s: tuple[float, float] = (0.2, 0.9)
     p_phone: float = 0.35
@@ -116,7 +117,9 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.nd
     if rng.random() < cfg.p_reverb:
         y = reverb(y, sr, rng, rng.uniform(*cfg.rt60_s))
     if rng.random() < cfg.p_noise:
-        if noises and rng.random() < cfg.p_bank_noise:
+        if cfg.p_tonal_noise and rng.random() < cfg.p_tonal_noise:  # no draw when off: old runs replay
+            noise = tonal_noise(len(y), sr, rng)
+        elif noises and rng.random() < cfg.p_bank_noise:
             noise = pick_noise(len(y), rng, noises)
             if cfg.p_vary_noise and rng.random() < cfg.p_vary_noise:  # no draw when off: old runs replay
                 noise = vary_noise(loop_to(noise, len(y)), sr, rng, noises, cfg.noise_rate)
@@ -158,6 +161,90 @@ def vary_noise(noise: np.ndarray, sr: int, rng: np.random.Generator, noises: lis
         other = loop_to(pick_noise(n, rng, noises), n)
         y = y + other * np.sqrt(signal_power(y) / signal_power(other)) * 10 ** (rng.uniform(-10.0, 0.0) / 20)
     return random_eq(y, sr, rng)
+
+
+TONAL_KINDS = ("notes", "call", "drone", "bell")
+
+
+def tonal_noise(n: int, sr: int, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+    """A synthesized pitched sound of ``n`` samples, peak 1: interference that looks like music.
+
+    Recorded noise banks are mostly broadband; what fools a music encoder is a sustained or
+    gliding harmonic sound (a neighbour's instrument, an animal, a whining motor, a glass).
+    Every draw has a new pitch, timbre and contour, so no sound is learnt by heart:
+
+    - ``notes``: a few instrument-like notes (harmonic, attack–decay envelope, vibrato);
+    - ``call``: gliding or warbling calls with gaps, as birds, animals or sirens make;
+    - ``drone``: one long tone drifting slowly, as a motor, a mosquito or a held note;
+    - ``bell``: struck inharmonic partials decaying at different rates (glass, bells, metal).
+    """
+    kind = kind or str(rng.choice(TONAL_KINDS))
+    if kind == "bell":
+        y = _struck_partials(n, sr, rng)
+    else:
+        f0, envelope = _contour(kind, n, sr, rng)
+        y = _harmonic(f0, sr, rng) * envelope
+    y = y + colored_noise(n, rng, float(rng.choice([0.0, 1.0, 2.0]))) * 10 ** (rng.uniform(-40.0, -15.0) / 20)
+    return (y / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+
+def _contour(kind: str, n: int, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Fundamental frequency [Hz] and amplitude envelope per sample for notes, calls and drones."""
+    t = np.arange(n) / sr
+    if kind == "drone":
+        f0 = np.exp(rng.uniform(np.log(60.0), np.log(900.0))) * (1 + 0.03 * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t
+                                                                                       + rng.uniform(0, 6.3)))
+        envelope = np.ones(n)
+    else:
+        f0, envelope = np.zeros(n), np.zeros(n)
+        low, high = (80.0, 1500.0) if kind == "notes" else (200.0, 3000.0)
+        start = int(rng.integers(0, max(1, n // 4)))
+        while start < n:
+            length = int(sr * (rng.uniform(0.15, 1.2) if kind == "notes" else rng.uniform(0.1, 0.8)))
+            end = min(n, start + length)
+            u = np.linspace(0.0, 1.0, end - start)
+            pitch = np.exp(rng.uniform(np.log(low), np.log(high)))
+            if kind == "call":  # a glide up or down, sometimes bent, sometimes warbling
+                pitch = pitch * 2 ** (rng.uniform(-1.5, 1.5) * u + rng.uniform(0, 0.5) * np.sin(np.pi * u)
+                                      + rng.uniform(0, 0.15) * np.sin(2 * np.pi * rng.uniform(5, 30) * u * length / sr))
+            f0[start:end] = pitch
+            attack = max(1, int(sr * rng.uniform(0.005, 0.08)))
+            ramp = np.arange(end - start)
+            shape = (np.minimum(1.0, ramp / attack) * np.minimum(1.0, (ramp[::-1] + 1) / (0.01 * sr))  # no clicks
+                     * np.exp(-u * rng.uniform(0.0, 4.0)))
+            envelope[start:end] = shape * rng.uniform(0.4, 1.0)
+            start = end + int(sr * rng.uniform(0.0, 0.5 if kind == "notes" else 0.6))
+        f0[f0 == 0] = 100.0  # gaps are silent; any pitch keeps the phase running
+        vibrato = rng.uniform(0.0, 0.02) * np.sin(2 * np.pi * rng.uniform(4.0, 7.0) * t)
+        f0 = f0 * (1 + vibrato)
+    return f0, envelope
+
+
+def _harmonic(f0: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Harmonics of ``f0`` with a random spectral tilt (odd ones only, sometimes: a clarinet, a square wave)."""
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    tilt, odd_only = rng.uniform(0.3, 2.5), rng.random() < 0.25
+    y = np.zeros(len(f0))
+    for k in range(1, int(rng.integers(1, 16)) + 1):
+        if odd_only and k % 2 == 0:
+            continue
+        audible = f0 * k < sr / 2 - 500  # no aliasing
+        y += audible * np.sin(k * phase + rng.uniform(0, 2 * np.pi)) * k ** -tilt * rng.uniform(0.5, 1.0)
+    return y
+
+
+def _struck_partials(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """One to four strikes of inharmonic partials, each partial decaying on its own."""
+    t = np.arange(n) / sr
+    y = np.zeros(n)
+    base = np.exp(rng.uniform(np.log(200.0), np.log(2500.0)))
+    ratios = np.concatenate([[1.0], np.sort(rng.uniform(1.2, 6.0, int(rng.integers(2, 8))))])
+    ratios = ratios[base * ratios < sr / 2 - 500]
+    for onset in np.sort(rng.uniform(0, t[-1] * 0.8, int(rng.integers(1, 5)))):
+        later = np.clip(t - onset, 0, None)
+        for r in ratios:
+            y += (t >= onset) * np.sin(2 * np.pi * base * r * later) * np.exp(-later * rng.uniform(0.5, 6.0) * r ** 0.5) / r
+    return y
 
 
 def mask_spectrogram(patch: np.ndarray, rng: np.random.Generator, *, max_bins: int = 8, max_frames: int = 8,

@@ -60,8 +60,10 @@ def degraded(d: dict) -> str:
         return "not recorded"
     vary = d.get("p_vary_noise", 0.0)  # runs before stage 4 did not have it
     reshaped = f", {vary:.0%} of them re-shaped" if vary else ""
+    tonal = d.get("p_tonal_noise", 0.0)  # stage 5 on
+    pitched = f"{tonal:.0%} synthesized pitched sounds; of the rest " if tonal else ""
     return (f"noise p {d['p_noise']} at {d['snr_db'][0]:g}–{d['snr_db'][1]:g} dB SNR "
-            f"({d['p_bank_noise']:.0%} recorded sounds{reshaped}), "
+            f"({pitched}{d['p_bank_noise']:.0%} recorded sounds{reshaped}), "
             f"reverb p {d['p_reverb']} RT60 {d['rt60_s'][0]:g}–{d['rt60_s'][1]:g} s, phone p {d['p_phone']}, "
             f"speed p {d['p_speed']} ±{abs(1 - d['speed'][0]):.0%}, gain {d['gain_db'][0]:g}…{d['gain_db'][1]:+g} dB")
 

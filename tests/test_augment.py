@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, loop_to, mask_spectrogram,
-                             mix_at_snr, phone, random_eq, reverb, room_impulse, signal_power, vary_noise)
+                             mix_at_snr, phone, random_eq, reverb, room_impulse, signal_power, tonal_noise,
+                             vary_noise, TONAL_KINDS)
 from tests.conftest import SR, synth_song
 
 
@@ -56,7 +57,8 @@ def test_degrade_keeps_shape_dtype_and_range(clip):
     rng = np.random.default_rng(4)
     noises = [colored_noise(SR, rng, 1.0)]
     cfg = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_bank_noise=1.0, p_vary_noise=1.0)
-    for _ in range(5):
+    tonal = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_tonal_noise=1.0)
+    for cfg in [cfg] * 4 + [tonal] * 4:
         out = degrade(clip, SR, rng, noises, cfg)
         assert out.shape == clip.shape and out.dtype == np.float32
         assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
@@ -113,3 +115,25 @@ def test_apply_condition_reports_the_drawn_snr_without_changing_the_draws(clip):
     clean: dict = {}
     apply_condition(clip, "clean", SR, np.random.default_rng(9), noises, info=clean)
     assert "snr_db" not in clean
+
+
+def peak_share(y: np.ndarray) -> float:
+    """Median over loud 93-ms frames of the share of a frame's power in its top 3 % of bins."""
+    import librosa
+
+    power = np.abs(librosa.stft(y, n_fft=2048)) ** 2
+    energy = power.sum(axis=0)
+    power = power[:, energy > 0.1 * energy.max()]
+    return float(np.median(np.sort(power, axis=0)[::-1][: power.shape[0] // 33].sum(axis=0) / power.sum(axis=0)))
+
+
+@pytest.mark.parametrize("kind", TONAL_KINDS)
+def test_tonal_noise_is_pitched_new_each_draw_and_in_range(kind):
+    draws = [tonal_noise(2 * SR, SR, np.random.default_rng(seed), kind) for seed in range(12)]
+    for y in draws:
+        assert y.shape == (2 * SR,) and y.dtype == np.float32 and np.isfinite(y).all()
+        assert np.abs(y).max() == pytest.approx(1.0, abs=1e-4)
+    # Pitched: a few spectral peaks carry most of each frame's power, unlike broadband noise.
+    assert np.median([peak_share(y) for y in draws]) > 0.85
+    assert peak_share(colored_noise(2 * SR, np.random.default_rng(0), 0.0)) < 0.3
+    assert not np.allclose(draws[0], draws[1])
