@@ -83,13 +83,14 @@ def noise_paths(bank: Path, extra: list[Path], share: float) -> list[str]:
     return paths + more * repeat
 
 
-def export(weights: Path, args, minutes: float, counts: dict) -> None:
+def export(weights: Path, args, minutes: float, counts: dict, dest: Path = DEFAULT_WEIGHTS) -> None:
+    """Write ``weights`` as a shippable encoder (fp16, encoder only) to ``dest`` with the run's facts."""
     loaded = load_checkpoint(weights)
-    save_checkpoint(DEFAULT_WEIGHTS, loaded.net, loaded.features, half=True, encoder_only=True,
+    save_checkpoint(dest, loaded.net, loaded.features, half=True, encoder_only=True,
                     extra={"trained_on": "tuneprint development corpus (scripts/fetch_corpus.py)", "run": str(args.run),
                            "variant": args.variant, "epochs": args.epochs, "init": args.init, "steps": loaded.meta["extra"].get("step"),
                            "split_counts": counts, "train_minutes_this_invocation": round(minutes, 1)})
-    logging.info("exported %s (%.1f MB)", DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.stat().st_size / 1e6)
+    logging.info("exported %s (%.1f MB)", dest, dest.stat().st_size / 1e6)
 
 
 if __name__ == "__main__":
