@@ -1,0 +1,55 @@
+"""scripts/compare_models.py: paired comparison of two benchmark JSONs."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import compare_models  # noqa: E402
+
+
+def clip(i: int, condition: str, member: bool, truth: str, match: str | None, top: str | None = None) -> dict:
+    return {"path": f"song{i}.ogg", "condition": condition, "start_s": float(i), "member": member,
+            "truth": truth, "match": match, "top": top or match}
+
+
+def write(path: Path, clips: list[dict]) -> str:
+    path.write_text(json.dumps(clips))
+    return str(path)
+
+
+def test_paired_counts_and_rates(tmp_path):
+    base = [clip(0, "noise", True, "a", "a"), clip(1, "noise", True, "b", None, top="b"),
+            clip(2, "noise", True, "c", None, top="x"), clip(3, "reverb", True, "d", "d"),
+            clip(4, "clean", False, "e", None), clip(5, "noise", False, "f", "a")]
+    new = [clip(0, "noise", True, "a", None, top="a"), clip(1, "noise", True, "b", "b"),
+           clip(2, "noise", True, "c", "c"), clip(3, "reverb", True, "d", None, top="z"),
+           clip(4, "clean", False, "e", None), clip(5, "noise", False, "f", None)]
+    row = compare_models.compare("set", compare_models.load(write(tmp_path / "b.json", base)),
+                                 compare_models.load(write(tmp_path / "n.json", new)))
+    assert row["noise_only_base"] == 1 and row["noise_only_new"] == 2
+    assert row["base"]["noise_identified"] == pytest.approx(100 / 3)
+    assert row["new"]["noise_identified"] == pytest.approx(200 / 3)
+    assert row["base"]["noise_ranked_first"] == pytest.approx(200 / 3) and row["new"]["noise_ranked_first"] == 100
+    assert row["base"]["reverb_identified"] == 100 and row["new"]["reverb_identified"] == 0
+    assert row["base"]["outsiders_unknown"] == 50 and row["new"]["outsiders_unknown"] == 100
+
+
+def test_cli_writes_a_section_and_refuses_disjoint_clips(tmp_path):
+    clips = [clip(0, "noise", True, "a", "a"), clip(1, "clean", False, "b", None)]
+    write(tmp_path / "base-x.json", clips)
+    write(tmp_path / "new-x.json", clips)
+    out = tmp_path / "BENCH.md"
+    args = ["--base", f"old={tmp_path}/base-{{}}.json", "--new", f"cand={tmp_path}/new-{{}}.json", "--sets", "x:label"]
+    assert compare_models.main(args + ["--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## Encoder cand against old" in text and "| `label` | 100.0 → **100.0** %" in text
+    write(tmp_path / "new-y.json", [clip(7, "noise", True, "a", "a")])
+    write(tmp_path / "base-y.json", clips)
+    with pytest.raises(SystemExit, match="share no clip"):
+        compare_models.main(args[:-1] + ["y"])
+    with pytest.raises(SystemExit, match="NAME=PATTERN"):
+        compare_models.main(["--base", "nopattern", "--new", "a={}", "--sets", "x"])
