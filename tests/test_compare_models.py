@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -13,7 +14,7 @@ import compare_models  # noqa: E402
 
 def clip(i: int, condition: str, member: bool, truth: str, match: str | None, top: str | None = None) -> dict:
     return {"path": f"song{i}.ogg", "condition": condition, "start_s": float(i), "member": member,
-            "truth": truth, "match": match, "top": top or match}
+            "truth": truth, "match": match, "top": top or match, "top_similarity": 0.9 if (top or match) else None}
 
 
 def write(path: Path, clips: list[dict]) -> str:
@@ -53,3 +54,10 @@ def test_cli_writes_a_section_and_refuses_disjoint_clips(tmp_path):
         compare_models.main(args[:-1] + ["y"])
     with pytest.raises(SystemExit, match="NAME=PATTERN"):
         compare_models.main(["--base", "nopattern", "--new", "a={}", "--sets", "x"])
+
+
+def test_oracle_threshold_answers_the_asked_share_of_outsiders_unknown():
+    outsiders = [{"top_similarity": s} for s in np.linspace(0.5, 0.8, 11)]  # 90 % quantile: 0.77
+    members = [{"top": "a", "truth": "a", "top_similarity": 0.78}, {"top": "a", "truth": "a", "top_similarity": 0.76},
+               {"top": "b", "truth": "a", "top_similarity": 0.95}]
+    assert compare_models.oracle_hits(members, outsiders) == pytest.approx(100 / 3)
