@@ -25,7 +25,7 @@ class VoteConfig:
     k: int = 10  # neighbours per query patch (the seed found 10 the most stable)
     top: int = 2  # candidates and labels reported
     min_share: float = 0.2  # below this share of all votes the answer is "unknown"
-    min_similarity: float = 0.0  # below this mean best cosine similarity the answer is "unknown"
+    min_similarity: float = 0.0  # below this median best cosine similarity the answer is "unknown"
     min_margin: float = 0.0  # below this mean lead over the next song's similarity the answer is "unknown"
     temperature: float | None = 0.02  # softmax temperature of similarity-weighted votes; None = plain count
     offset_bin_s: float = 1.0  # implied song offsets closer than this agree with each other
@@ -36,9 +36,28 @@ class VoteConfig:
     # below the calibrated value: smaller libraries keep the threshold that was validated.
     reference_songs: int = 0
     similarity_slope: float = 0.0
+    # A longer clip brings more evidence: the best song of a clip from outside the library is a
+    # typical match to fewer of its patches, so its median similarity falls with the number of
+    # query patches, and the same "unknown" rate holds at a lower threshold. (patches, threshold)
+    # points calibrated on clips of several lengths (scripts/calibrate.py --long-clip-seconds);
+    # the first is min_similarity's own. Between points the threshold is linear in ln(patches);
+    # beyond the last it stays there. Empty: min_similarity at every length.
+    similarity_by_patches: tuple = ()
+
+    def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
+        points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)
+        object.__setattr__(self, "similarity_by_patches", points)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def min_similarity_for(self, patches: int) -> float:
+        """``min_similarity`` for a clip of ``patches`` query patches (lower for long clips, when calibrated)."""
+        if len(self.similarity_by_patches) < 2:
+            return self.min_similarity
+        counts, thresholds = zip(*sorted((int(n), float(t)) for n, t in self.similarity_by_patches))
+        at = float(np.interp(math.log(max(patches, 1)), np.log(counts), thresholds))
+        return self.min_similarity + min(0.0, at - thresholds[0])  # never above the calibrated short-clip bar
 
     def for_library(self, n_songs: int) -> "VoteConfig":
         """These settings with ``min_similarity`` raised for a library of ``n_songs`` songs."""
@@ -86,10 +105,14 @@ class SongVote:
     song_id: str
     votes: int
     share: float  # votes / all neighbour votes of the clip
-    similarity: float  # mean over query patches of the best similarity to this song (0 where none)
+    # median over query patches of the best similarity to this song (0 where none): the median,
+    # not the mean, so that a long clip is judged as a typical patch of it, not penalised for the
+    # few patches a noise covers; for one or two patches (a 3-s clip) it is the mean
+    similarity: float
     offset_s: float  # where in the song the clip starts, from the neighbours' offsets
     aligned: float  # share of this song's votes that agree on that offset
     margin: float = 0.0  # mean over query patches of this song's best similarity minus any other song's
+    patches: int = 1  # query patches the clip was cut into
 
     @property
     def score(self) -> float:
@@ -143,7 +166,8 @@ def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, qu
         implied, w = map(np.array, zip(*starts[song]))
         offset, aligned = consensus_offset(implied, cfg.offset_bin_s, weights=w)
         margin = float((best[song] - runner_up[song]).mean())
-        votes.append(SongVote(song, c, weight[song] / total, float(best[song].mean()), max(0.0, offset), aligned, margin))
+        votes.append(SongVote(song, c, weight[song] / total, float(np.median(best[song])), max(0.0, offset), aligned,
+                              margin, n))
     votes.sort(key=lambda v: (-v.share, -v.similarity))
     return votes
 
@@ -214,7 +238,8 @@ def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | 
     if not votes:
         return None
     winner = votes[0]
-    if winner.share < cfg.min_share or winner.similarity < cfg.min_similarity or winner.margin < cfg.min_margin:
+    if (winner.share < cfg.min_share or winner.similarity < cfg.min_similarity_for(winner.patches)
+            or winner.margin < cfg.min_margin):
         return None
     return winner
 

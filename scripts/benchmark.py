@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--model", default="default", help="'default', 'seeded' or a checkpoint path")
     p.add_argument("--backend", choices=["faiss", "annoy"], default="faiss")
-    p.add_argument("--clips-per-song", type=int, default=8, help="3-s clips per song and condition")
+    p.add_argument("--clips-per-song", type=int, default=8, help="clips per song and condition")
+    p.add_argument("--clip-seconds", type=float, default=3.0, help="length of each clip (default 3 s, issue 3's)")
     p.add_argument("--outsider-share", type=float, default=0.33, help="share of held-out songs kept out of the library")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--noise-dir", type=Path, help="recorded noises to mix in (default CORPUS/noise, the bank training "
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
     audio_s = stats["hours"] * 3600
     log.info("ingested %d songs, %.1f min of audio in %.1f s (%.0fx real time)",
              stats["songs"], audio_s / 60, ingest_s, audio_s / ingest_s)
-    outcomes, latencies = identify_clips(lib, members, outsiders, noises, args.clips_per_song, args.seed)
+    outcomes, latencies = identify_clips(lib, members, outsiders, noises, args.clips_per_song, args.seed,
+                                         seconds=args.clip_seconds)
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=1))
     body = summarize(outcomes, latencies, stats, ingest_s, audio_s, len(members), len(outsiders), args, lib, noises)
@@ -81,7 +83,10 @@ def main(argv=None) -> int:
             key, title = f"{key}-seed{args.seed}", f"{title}, clip seed {args.seed}"
         if args.noise_dir:
             key, title = f"{key}-{args.noise_dir.name}", f"{title}, noise from {args.noise_dir.name}/"
-        write_section(args.out, key, f"Identification of 3-s clips ({title})", body)
+        seconds = f"{args.clip_seconds:g}"
+        if args.clip_seconds != p.get_default("clip_seconds"):
+            key = f"{key}-{seconds}s"
+        write_section(args.out, key, f"Identification of {seconds}-s clips ({title})", body)
     lib.close()
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -100,8 +105,8 @@ def held_out_songs(corpus: Path, outsider_share: float, noise_dir: Path | None =
 
 
 def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int, seed: int,
-                   conditions=CONDITIONS) -> tuple[list[dict], list[float]]:
-    """Identify 3-s clips at random offsets: every condition for members, clean and noise for outsiders."""
+                   conditions=CONDITIONS, seconds: float = 3.0) -> tuple[list[dict], list[float]]:
+    """Identify clips of ``seconds`` at random offsets: every condition for members, clean and noise for outsiders."""
     rng = np.random.default_rng(seed)
     sr = lib.features.sample_rate
     outcomes, latencies = [], []
@@ -111,9 +116,9 @@ def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int
         member = path in song_of_path
         for condition in conditions if member else ("clean", "noise"):
             for _ in range(clips_per_song):
-                start = rng.uniform(0, len(y) / sr - 3.0)
+                start = rng.uniform(0, len(y) / sr - seconds)
                 drawn: dict = {}
-                clip = apply_condition(y[int(start * sr) : int(start * sr) + 3 * sr], condition, sr, rng, noises,
+                clip = apply_condition(y[int(start * sr) : int(start * sr) + int(seconds * sr)], condition, sr, rng, noises,
                                        info=drawn)
                 t0 = time.perf_counter()
                 answer = lib.identify_embeddings(lib.embed_clip(clip), name=path)
@@ -175,7 +180,7 @@ def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsid
     return f"""
 Library: {n_members} songs the model never trained on ({audio_s / 60:.0f} min, backend `{stats['backend']}`,
 encoder `{lib.model_id}`, patch hop {stats['patch_hop_s']} s); {n_outsiders} further held-out songs stay
-outside the library. {args.clips_per_song} clips of 3 s per song and condition, random offsets, seed {args.seed}.
+outside the library. {args.clips_per_song} clips of {args.clip_seconds:g} s per song and condition, random offsets, seed {args.seed}.
 
 | condition | clips | hit (right song) | wrong song | "unknown" | right song ranked first | median offset error (s) |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -185,7 +190,7 @@ outside the library. {args.clips_per_song} clips of 3 s per song and condition, 
 - clips of songs **not** in the library answered "unknown": **{unknown_rate:.1%}** of {len(outs)} (clean and noisy)
 - ingest: {audio_s / 60:.1f} min of audio in {ingest_s:.1f} s = **{audio_s / ingest_s:.0f}× real time** (decode + features + embedding + index)
 - index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**
-- query latency (3-s clip in memory → answer; embedding, search, vote): median **{np.median(ms):.1f} ms**, p95 {np.percentile(ms, 95):.1f} ms
+- query latency ({args.clip_seconds:g}-s clip in memory → answer; embedding, search, vote): median **{np.median(ms):.1f} ms**, p95 {np.percentile(ms, 95):.1f} ms
 
 Conditions: *noise* = a recorded sound effect or voice from `{noise_dir}/` ({len(noises)} files) mixed in at 0–10 dB SNR;
 *phone* = recorded noise at 10–20 dB SNR, then 300–3400 Hz at 8 kHz through low-bitrate MP3 or GSM;

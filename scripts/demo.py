@@ -38,6 +38,20 @@ def tuneprint(*args: str) -> None:
     subprocess.run([exe, *args], check=False)
 
 
+def encoder_changed(root: Path) -> bool:
+    """Whether ``root`` is a library embedded with another encoder (or calibration) than the shipped one."""
+    from encoder.errors import MismatchError
+    from server.library import Library
+
+    if not (root / "settings.json").is_file():
+        return False
+    try:
+        Library.open(root).close()
+    except MismatchError:
+        return True
+    return False
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
@@ -52,6 +66,8 @@ def main(argv=None) -> int:
     outsiders = [songs[i] for i in order[:2]]
     members = [s for s in songs if s not in outsiders]
 
+    if encoder_changed(args.library):  # a demo library from an earlier tuneprint: bring it to this encoder
+        tuneprint("reindex", "--library", str(args.library))
     tuneprint("add", "--library", str(args.library), "--labels", str(args.corpus / "labels.csv"),
               *[path for path, _ in members])
     tuneprint("stats", "--library", str(args.library))

@@ -469,7 +469,7 @@ def openapi_document() -> dict:
         "Stats": _obj({"library": _STR, "songs": _INT, "snippets": _INT, "hours": _NUM,
                        "labels": {"type": "object", "additionalProperties": _INT}, "backend": _STR, "vectors": _INT,
                        "index_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM,
-                       "min_similarity": _NUM}),
+                       "min_similarity": _NUM, "min_similarity_long": _NUM}),
         "Health": _obj({"status": {"const": "ok"}, "songs": _INT, "model_id": _STR, "version": _STR}),
     }
     song_id = {"name": "song_id", "in": "path", "required": True, "schema": _STR}

@@ -191,7 +191,8 @@ def cmd_stats(args) -> int:
         print(f"library  {stats['library']}\nsongs    {stats['songs']}\nsnippets {stats['snippets']}\n"
               f"hours    {stats['hours']:.2f}\nlabels   {labels}\nbackend  {stats['backend']}\n"
               f"index    {stats['index_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}\n"
-              f"unknown  below similarity {stats['min_similarity']:.3f} (at this library's size)")
+              f"unknown  below similarity {stats['min_similarity']:.3f} for 3-s clips, "
+              f"{stats['min_similarity_long']:.3f} for long ones (at this library's size)")
     return EXIT_OK
 
 

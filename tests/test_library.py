@@ -197,6 +197,7 @@ def test_stats(library, song_dir):
     assert stats["snippets"] >= N_SONGS * 40  # ≈47 overlapping patches per 20-s song
     assert stats["index_bytes"] > 0 and stats["model_id"] == library.model_id
     assert stats["min_similarity"] == pytest.approx(library.settings.vote.for_library(N_SONGS).min_similarity, abs=1e-4)
+    assert stats["min_similarity_long"] <= stats["min_similarity"]
     assert {s.path for s in library.tracks()} == {song_path(song_dir, i) for i in range(N_SONGS)}
     song = library.song(library.tracks()[0].song_id)
     assert song.title == "song00" and song.duration_s == pytest.approx(20.0)

@@ -37,7 +37,7 @@ def test_majority_wins_and_shares_sum_to_one():
     assert sum(v.share for v in votes) == pytest.approx(1.0)
 
 
-def test_similarity_is_mean_best_per_query_patch_with_zero_where_absent():
+def test_similarity_of_two_patches_is_their_mean_best_with_zero_where_absent():
     songs, sims, offsets = neighbours([
         [("a", 0.9, 0.0), ("a", 0.5, 0.0), ("b", 0.8, 0.0)],
         [("a", 0.7, 0.0), ("a", 0.6, 0.0), ("a", 0.1, 0.0)],
@@ -45,6 +45,15 @@ def test_similarity_is_mean_best_per_query_patch_with_zero_where_absent():
     votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(2, np.float32), SEED)}
     assert votes["a"].similarity == pytest.approx((0.9 + 0.7) / 2)
     assert votes["b"].similarity == pytest.approx(0.8 / 2)  # no neighbour of patch 2 is from b
+
+
+def test_similarity_of_a_long_clip_is_its_typical_patch_not_dragged_down_by_a_few():
+    # Five patches: a loud noise hides song a from one of them; song b turns up in two.
+    rows = [[("a", 0.8, 0.0), ("b", 0.6, 0.0)]] * 2 + [[("a", 0.75, 0.0)], [("c", 0.7, 0.0)], [("a", 0.85, 0.0)]]
+    songs, sims, offsets = neighbours(rows)
+    votes = {v.song_id: v for v in vote_songs(songs, sims, offsets, np.zeros(5, np.float32), SEED)}
+    assert votes["a"].similarity == pytest.approx(0.8)  # median of 0.8, 0.8, 0.75, 0, 0.85 (the mean: 0.64)
+    assert votes["b"].similarity == 0.0  # absent from most patches: not a typical match
 
 
 def test_top_two_order_and_ties_broken_by_similarity():
@@ -212,3 +221,28 @@ def test_impostor_slope_ignores_each_clips_own_song():
     impostors[:, 0] = -np.inf  # every clip's own song
     _, quantiles = impostor_slope(impostors, 0.9, np.random.default_rng(1), draws=5)
     assert all(q == pytest.approx(0.5) for q in quantiles.values())
+
+
+def test_long_clips_get_the_calibrated_lower_threshold_and_short_ones_keep_theirs():
+    cfg = VoteConfig(min_similarity=0.76, similarity_by_patches=((2, 0.76), (18, 0.64)))
+    assert cfg.min_similarity_for(1) == pytest.approx(0.76) and cfg.min_similarity_for(2) == pytest.approx(0.76)
+    assert cfg.min_similarity_for(18) == pytest.approx(0.64) and cfg.min_similarity_for(200) == pytest.approx(0.64)
+    assert 0.64 < cfg.min_similarity_for(6) < 0.76  # in between, linear in ln(patches)
+    assert cfg.min_similarity_for(6) == pytest.approx(0.76 - 0.12 * math.log(3) / math.log(9))
+    # A larger library raises the whole curve; an uncalibrated config has one threshold.
+    assert cfg.for_library(800).min_similarity_for(18) == pytest.approx(0.64 + cfg.for_library(800).min_similarity - 0.76)
+    assert VoteConfig(min_similarity=0.7).min_similarity_for(50) == 0.7
+    # JSON gives lists; and a point above the short-clip bar never raises it.
+    assert VoteConfig(min_similarity=0.7, similarity_by_patches=[[2, 0.7], [18, 0.8]]).min_similarity_for(18) == 0.7
+
+
+def test_decide_judges_a_vote_by_the_threshold_of_its_clip_length():
+    cfg = VoteConfig(min_share=0.0, min_similarity=0.76, similarity_by_patches=((2, 0.76), (18, 0.64)))
+    long = SongVote("s", votes=100, share=0.5, similarity=0.7, offset_s=0.0, aligned=1.0, patches=18)
+    short = SongVote("s", votes=10, share=0.5, similarity=0.7, offset_s=0.0, aligned=1.0, patches=2)
+    assert decide([long], cfg) is long and decide([short], cfg) is None
+
+
+def test_votes_know_how_many_patches_the_clip_had():
+    songs, sims, offsets = neighbours([[("a", 0.9, 0.0)], [("a", 0.8, 0.4)], [("b", 0.7, 1.0)]])
+    assert {v.patches for v in vote_songs(songs, sims, offsets, np.zeros(3, np.float32), SEED)} == {3}
