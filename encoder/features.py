@@ -79,6 +79,12 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m < 15.0, m * (200.0 / 3), 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)))
 
 
+def mel_band_centres(cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Centre frequency in Hz of every mel bin [shape=(n_mels,)]."""
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(cfg.sample_rate / 2.0), cfg.n_mels + 2))
+    return edges[1:-1]
+
+
 @lru_cache(maxsize=8)
 def _mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Triangular, area-normalised (Slaney) mel filters from 0 Hz to sr/2 [shape=(n_mels, 1 + n_fft // 2)]."""
@@ -144,6 +150,14 @@ def is_loud(S_db: np.ndarray, starts: np.ndarray, cfg: FeatureConfig = FeatureCo
 def audio_to_patches(
     y: np.ndarray, *, hop_frames: int, cfg: FeatureConfig = FeatureConfig(), pad: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The patches and their offsets of :func:`audio_to_patches_and_spectrogram`."""
+    patches, offsets, _ = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=cfg, pad=pad)
+    return patches, offsets
+
+
+def audio_to_patches_and_spectrogram(
+    y: np.ndarray, *, hop_frames: int, cfg: FeatureConfig = FeatureConfig(), pad: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn audio into the non-silent patches the encoder reads, and where each starts.
 
     Parameters
@@ -158,6 +172,8 @@ def audio_to_patches(
     -------
     patches : np.ndarray [shape=(p, n_mels, patch_frames), dtype=float32], values in [0, 1]
     offsets_s : np.ndarray [shape=(p,), dtype=float32], start of each patch in seconds
+    S_db : np.ndarray [shape=(n_mels, frames), dtype=float32], the log-mel spectrogram of the
+        audio as given (unpadded), for verification (index/verify.py)
 
     Raises
     ------
@@ -167,6 +183,7 @@ def audio_to_patches(
         No patch rises above the silence floor.
     """
     seconds = len(y) / cfg.sample_rate
+    n_unpadded = len(y)
     if pad:
         if seconds < cfg.min_clip_seconds:
             raise TooShortError(f"clip is {seconds:.2f} s long; at least {cfg.min_clip_seconds:.1f} s needed")
@@ -181,4 +198,5 @@ def audio_to_patches(
     if not loud.any():
         raise SilentAudioError("the audio is silent (no signal above the silence floor)")
     starts = starts[loud]
-    return cut_patches(S_db, starts, cfg), (starts * cfg.frame_seconds).astype(np.float32)
+    unpadded_frames = 1 + n_unpadded // cfg.hop_length
+    return cut_patches(S_db, starts, cfg), (starts * cfg.frame_seconds).astype(np.float32), S_db[:, :unpadded_frames]

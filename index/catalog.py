@@ -1,6 +1,8 @@
 """The catalog: songs, their labels and their snippets (vector row id → song, offset), in SQLite.
 
-The vector index stores row ids only; this is where they get a meaning.
+The vector index stores row ids only; this is where they get a meaning. Each song's log-mel
+spectrogram is kept here too (float16 dB), for verifying candidates (index/verify.py): written in
+the same transaction as the song, so an interrupted ingest leaves neither behind.
 """
 from __future__ import annotations
 
@@ -72,6 +74,9 @@ class Catalog:
                 self.db["snippets"].create_index(["song_id"])
                 self.db["meta"].create({"key": str, "value": str}, pk="key")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if "spectra" not in self.db.table_names():  # libraries made before verification get the table empty
+                self.db["spectra"].create({"song_id": str, "n_mels": int, "frames": int, "data": bytes}, pk="song_id",
+                                          foreign_keys=[("song_id", "songs", "song_id")])
 
     def close(self) -> None:
         self.db.conn.close()
@@ -116,8 +121,15 @@ class Catalog:
         row_ids = self.row_ids(song_id)
         self.db.execute("DELETE FROM snippets WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
+        self.db.execute("DELETE FROM spectra WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM songs WHERE song_id = ?", [song_id])
         return row_ids
+
+    def put_spectrogram(self, song_id: str, S_db: np.ndarray) -> None:
+        """Store a song's log-mel spectrogram [shape=(n_mels, frames)] in dB (as float16)."""
+        data = np.ascontiguousarray(S_db, dtype="<f2")
+        self.db["spectra"].upsert({"song_id": song_id, "n_mels": data.shape[0], "frames": data.shape[1],
+                                   "data": data.tobytes()}, pk="song_id")
 
     def set_labels(self, song_id: str, labels: tuple[str, ...]) -> None:
         self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
@@ -172,6 +184,15 @@ class Catalog:
         song_ids = np.array([found.get(int(i), (None, 0.0))[0] for i in flat], dtype=object).reshape(np.shape(row_ids))
         offsets = np.array([found.get(int(i), (None, np.nan))[1] for i in flat], dtype=np.float32).reshape(np.shape(row_ids))
         return SnippetInfo(song_ids, offsets, {s: tuple(sorted(v)) for s, v in labels.items()})
+
+    def spectrogram(self, song_id: str) -> np.ndarray | None:
+        """A song's stored log-mel spectrogram [shape=(n_mels, frames), dtype=float32], None if not stored."""
+        with self._lock:
+            row = self.db.execute("SELECT n_mels, frames, data FROM spectra WHERE song_id = ?", [song_id]).fetchone()
+        if row is None:
+            return None
+        n_mels, frames, data = row
+        return np.frombuffer(data, dtype="<f2").reshape(n_mels, frames).astype(np.float32)
 
     def song_count(self) -> int:
         with self._lock:

@@ -43,6 +43,14 @@ class VoteConfig:
     # the first is min_similarity's own. Between points the threshold is linear in ln(patches);
     # beyond the last it stays there. Empty: min_similarity at every length.
     similarity_by_patches: tuple = ()
+    # Spectral verification (index/verify.py): the vote's top ``verify_top`` songs are checked against
+    # their own spectrograms; each gets evidence = similarity + verify_weight × the share of the clip
+    # it explains, the song with the most evidence answers, and below ``min_evidence`` the answer is
+    # "unknown" (the share and margin tests then do not apply). 0 = off: the tests above alone.
+    # scripts/calibrate.py chooses the three on validation songs.
+    verify_top: int = 0
+    verify_weight: float = 0.0
+    min_evidence: float = 0.0
 
     def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
         points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)
@@ -59,12 +67,24 @@ class VoteConfig:
         at = float(np.interp(math.log(max(patches, 1)), np.log(counts), thresholds))
         return self.min_similarity + min(0.0, at - thresholds[0])  # never above the calibrated short-clip bar
 
+    def min_evidence_for(self, patches: int) -> float:
+        """``min_evidence`` for a clip of ``patches`` query patches: lowered for long clips by as much
+        as ``min_similarity`` is (the similarity part of the evidence is what falls for outsiders)."""
+        return self.min_evidence + (self.min_similarity_for(patches) - self.min_similarity)
+
+    @property
+    def verifies(self) -> bool:
+        return self.verify_top > 0 and self.verify_weight > 0.0
+
     def for_library(self, n_songs: int) -> "VoteConfig":
         """These settings with ``min_similarity`` raised for a library of ``n_songs`` songs."""
         if self.reference_songs <= 0 or self.similarity_slope <= 0.0 or n_songs <= self.reference_songs:
             return self
         rise = self.similarity_slope * math.log(n_songs / self.reference_songs)
-        return replace(self, min_similarity=self.min_similarity + rise)
+        # The evidence's similarity part rises the same way; the verification part is measured only
+        # for the vote's top songs, which the size already picks the best of.
+        return replace(self, min_similarity=self.min_similarity + rise,
+                       min_evidence=self.min_evidence + rise if self.verifies else self.min_evidence)
 
 
 LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)  # sub-libraries impostor_slope measures
@@ -113,6 +133,11 @@ class SongVote:
     aligned: float  # share of this song's votes that agree on that offset
     margin: float = 0.0  # mean over query patches of this song's best similarity minus any other song's
     patches: int = 1  # query patches the clip was cut into
+    verified: float | None = None  # share of the clip this song's spectrogram explains (index/verify.py), if checked
+
+    def evidence(self, weight: float) -> float:
+        """Similarity plus ``weight`` × the verified share (the similarity alone when not verified)."""
+        return self.similarity + weight * (self.verified or 0.0)
 
     @property
     def score(self) -> float:
@@ -123,6 +148,23 @@ class SongVote:
         d = asdict(self)
         d["score"] = round(self.score, 4)
         return d
+
+
+def rank_verified(votes: list[SongVote], verified: dict[str, float], cfg: VoteConfig) -> list[SongVote]:
+    """The votes with their verification scores; the verified songs first, most evidence first.
+
+    Parameters
+    ----------
+    verified : song id → share of the clip its spectrogram explains, for the songs that were checked
+
+    When the vote's first song could not be checked (its spectrogram is unavailable), the votes are
+    returned as they are: the clip is judged by similarity alone rather than against the others' bonus.
+    """
+    if not votes or votes[0].song_id not in verified:
+        return votes
+    checked = [replace(v, verified=verified[v.song_id]) for v in votes if v.song_id in verified]
+    checked.sort(key=lambda v: -v.evidence(cfg.verify_weight))
+    return checked + [v for v in votes if v.song_id not in verified]
 
 
 def vote_songs(song_ids: np.ndarray, sims: np.ndarray, offsets_s: np.ndarray, query_offsets_s: np.ndarray,
@@ -238,6 +280,8 @@ def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | 
     if not votes:
         return None
     winner = votes[0]
+    if cfg.verifies and winner.verified is not None:
+        return winner if winner.evidence(cfg.verify_weight) >= cfg.min_evidence_for(winner.patches) else None
     if (winner.share < cfg.min_share or winner.similarity < cfg.min_similarity_for(winner.patches)
             or winner.margin < cfg.min_margin):
         return None

@@ -130,7 +130,8 @@ def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int
                     "truth": song_of_path.get(path), "match": m.song.song_id if m else None,
                     "offset_s": round(m.vote.offset_s, 2) if m else None,
                     "top": top.song.song_id if top else None, "top_share": top.vote.share if top else 0.0,
-                    "top_similarity": top.vote.similarity if top else 0.0, "snr_db": drawn.get("snr_db"),
+                    "top_similarity": top.vote.similarity if top else 0.0,
+                    "top_verified": top.vote.verified if top else None, "snr_db": drawn.get("snr_db"),
                     "noise_index": drawn.get("noise_index"),  # into the noise folder's sorted file names
                 })
     return outcomes, latencies
@@ -159,6 +160,16 @@ def noise_by_snr(outcomes: list[dict]) -> str:
     return ", ".join(parts) or "not recorded"
 
 
+def verification(stats: dict) -> str:
+    """How the answers were decided, in words (the library's thresholds at its size)."""
+    if not stats.get("verify_top"):
+        return (f"Decided by similarity alone (\"unknown\" below {stats['min_similarity']:.3f}); "
+                "no spectral verification.")
+    return (f"Spectral verification (index/verify.py) of the top {stats['verify_top']} songs: the answer is the song "
+            f"with the most evidence = similarity + {stats['verify_weight']:g} × share of the clip its spectrogram "
+            f"explains, \"unknown\" below {stats['min_evidence']:.3f}.")
+
+
 def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsiders, args, lib, noises) -> str:
     rows = []
     for condition in CONDITIONS:
@@ -181,6 +192,7 @@ def summarize(outcomes, latencies, stats, ingest_s, audio_s, n_members, n_outsid
 Library: {n_members} songs the model never trained on ({audio_s / 60:.0f} min, backend `{stats['backend']}`,
 encoder `{lib.model_id}`, patch hop {stats['patch_hop_s']} s); {n_outsiders} further held-out songs stay
 outside the library. {args.clips_per_song} clips of {args.clip_seconds:g} s per song and condition, random offsets, seed {args.seed}.
+{verification(stats)}
 
 | condition | clips | hit (right song) | wrong song | "unknown" | right song ranked first | median offset error (s) |
 | --- | --- | --- | --- | --- | --- | --- |

@@ -18,6 +18,11 @@ typical match to fewer of them, so the same "unknown" rate holds at a lower thre
 threshold of ``--long-clip-seconds`` clips is chosen the same way and stored with the short
 clips' as ``similarity_by_patches`` (VoteConfig.min_similarity_for interpolates between them).
 
+Spectral verification (index/verify.py) checks the vote's top songs against their own
+spectrograms. The weight of its score in the evidence (similarity + weight × verified share) and
+the evidence threshold are chosen the same way, over the same clips; they are written only when
+they identify more member clips than the similarity rule at the same "unknown" rate.
+
     python scripts/calibrate.py --model encoder/weights/default.safetensors --write
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import pickle
 import shutil
 import sys
@@ -37,7 +43,8 @@ from encoder.audio import load_audio
 from encoder.augment import apply_condition
 from encoder.checkpoint import update_checkpoint_extra
 from encoder.splits import read_manifest, song_unit, split_songs
-from index.vote import VoteConfig, impostor_slope, vote_songs
+from index.verify import verify
+from index.vote import VoteConfig, decide, impostor_slope, rank_verified, vote_songs
 from server.library import Library, LibrarySettings
 
 log = logging.getLogger("calibrate")
@@ -71,20 +78,30 @@ def main(argv=None) -> int:
     (rows, songs), *longer = [clips(args, parts, members, outsiders, seconds, cache) for seconds, cache in zip(lengths, caches)]
 
     best = choose(rows, args.target_unknown)
+    best["similarity_by_patches"] = []
     if longer:
         best["similarity_by_patches"], best["long_clips"] = long_clip_point(rows, longer[0][0], best, args)
+    best.update(choose_verification(rows, best, args.target_unknown))
+    if longer and best["verify_top"]:
+        best["long_clips_verified"] = outcome(longer[0][0], VoteConfig(**{k: best[k] for k in VOTE_KEYS}))
     best["separation_auc"] = separation(rows, best["temperature"])
     best["reference_songs"] = len(songs)
     slope, quantiles = size_slope(rows, songs, args.target_unknown, args.seed)
     best["similarity_slope"], best["impostor_similarity_by_library_size"] = slope, quantiles
     print(json.dumps(best, indent=2))
     if args.write:
-        keys = ("temperature", "min_similarity", "min_share", "min_margin", "reference_songs", "similarity_slope",
-                "similarity_by_patches")
+        keys = VOTE_KEYS + ("reference_songs", "similarity_slope")
         update_checkpoint_extra(args.model, calibration={k: best[k] for k in keys},
                                 calibration_report={k: v for k, v in best.items() if k not in keys})
         log.info("wrote thresholds into %s", args.model)
     return 0
+
+
+VOTE_KEYS = ("temperature", "min_similarity", "min_share", "min_margin", "similarity_by_patches",
+             "verify_top", "verify_weight", "min_evidence")
+TEMPERATURES = (None, 0.1, 0.05, 0.02, 0.01)
+VERIFY_TOP = 3  # songs of the vote checked against their spectrograms
+VERIFY_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5)
 
 
 def clips(args, parts, members, outsiders, seconds: float, cache: Path | None) -> tuple[list[dict], list[str]]:
@@ -144,6 +161,7 @@ def clip_features(lib: Library, members, outsiders, noises, args, seconds: float
     sr = lib.features.sample_rate
     truth = {s.path: s.song_id for s in lib.tracks()}
     songs, song_of_vector, stored = stored_vectors(lib)
+    spectra = {s: lib.reference_spectrogram(s) for s in songs}
     rows = []
     for path, _ in members + outsiders:
         y = load_audio(path, sr=sr)
@@ -155,9 +173,79 @@ def clip_features(lib: Library, members, outsiders, noises, args, seconds: float
                 sims, info = lib.neighbours(emb.vectors, lib.settings.vote.k)
                 best = np.full(len(songs), -1.0, dtype=np.float32)
                 np.maximum.at(best, song_of_vector, (emb.vectors @ stored.T).max(axis=0))
+                neighbours = (info.song_ids, sims, info.offsets_s, emb.offsets_s)
                 rows.append({"member": path in truth, "condition": condition, "truth": truth.get(path),
-                             "neighbours": (info.song_ids, sims, info.offsets_s, emb.offsets_s), "song_best": best})
+                             "neighbours": neighbours, "song_best": best,
+                             "verified": verify_candidates(emb.spectrogram, neighbours, spectra, lib.features)})
     return rows, songs
+
+
+def verify_candidates(clip_db, neighbours, spectra, features) -> dict[str, float]:
+    """Verification score of every song among the top ``VERIFY_TOP`` of the vote at any temperature
+    the grid tries (at the vote's offset for that song)."""
+    scores: dict[str, float] = {}
+    for temperature in TEMPERATURES:
+        for v in vote_songs(*neighbours, VoteConfig(temperature=temperature))[:VERIFY_TOP]:
+            if v.song_id not in scores:
+                scores[v.song_id] = verify(clip_db, spectra[v.song_id], v.offset_s, features)
+    return scores
+
+
+def verified_votes(rows: list[dict], cfg: VoteConfig) -> list:
+    """Every clip's winning SongVote after verification re-ranks its top songs (None: no neighbour)."""
+    tops = []
+    for r in rows:
+        votes = vote_songs(*r["neighbours"], cfg)
+        scored = {v.song_id: r["verified"][v.song_id] for v in votes[: cfg.verify_top] if v.song_id in r["verified"]}
+        tops.append((rank_verified(votes, scored, cfg) or [None])[0])
+    return tops
+
+
+def choose_verification(rows: list[dict], best: dict, target_unknown: float) -> dict:
+    """The verification weight and evidence threshold that identify the most member clips while
+    rejecting ``target_unknown`` of outsider clips, at the similarity rule's temperature; off
+    (``verify_top`` 0) unless that beats both the similarity rule and the same re-ranking with
+    weight 0 (similarity alone at an equally fine threshold)."""
+    tried = [evidence_rule(rows, best["temperature"], weight, target_unknown) for weight in (0.0,) + VERIFY_WEIGHTS]
+    chosen = max(tried[1:], key=lambda t: t["member_hit_rate"])
+    baseline = max(best["member_hit_rate"], tried[0]["member_hit_rate"])
+    report = {"verification": {**chosen, "similarity_rule_member_hit_rate": best["member_hit_rate"],
+                               "weight_0_member_hit_rate": tried[0]["member_hit_rate"],
+                               "weights_tried": {t["verify_weight"]: round(t["member_hit_rate"], 4) for t in tried}}}
+    if chosen["member_hit_rate"] <= baseline:
+        log.info("verification does not beat the similarity rule on these clips: left off")
+        return {"verify_top": 0, "verify_weight": 0.0, "min_evidence": 0.0, **report}
+    return {k: chosen[k] for k in ("verify_top", "verify_weight", "min_evidence")} | report
+
+
+def evidence_rule(rows: list[dict], temperature: float | None, weight: float, target_unknown: float) -> dict:
+    """Member clips identified when the top songs are ranked by similarity + ``weight`` × verified share
+    and the bar on that evidence rejects ``target_unknown`` of outsider clips."""
+    member = np.array([r["member"] for r in rows])
+    condition = np.array([r["condition"] for r in rows])
+    cfg = VoteConfig(temperature=temperature, verify_top=VERIFY_TOP, verify_weight=max(weight, 1e-9))
+    tops = verified_votes(rows, cfg)
+    evidence = np.array([t.evidence(cfg.verify_weight) if t else 0.0 for t in tops])
+    right = np.array([t is not None and t.song_id == r["truth"] for r, t in zip(rows, tops)])
+    # just above the outsider quantile, rounded up so that the stored bar rejects the same clips
+    threshold = math.ceil((float(np.quantile(evidence[~member], target_unknown, method="higher")) + 1e-6) * 1e4) / 1e4
+    accepted = evidence >= threshold
+    return {"verify_top": VERIFY_TOP, "verify_weight": weight, "min_evidence": threshold,
+            "member_hit_rate": float((accepted & right)[member].mean()),
+            "outsider_unknown_rate": float(1.0 - accepted[~member].mean()),
+            "per_condition_hit_rate": {c: float((accepted & right)[member & (condition == c)].mean())
+                                       for c in CONDITIONS}}
+
+
+def outcome(rows: list[dict], cfg: VoteConfig) -> dict:
+    """Member clips identified and outsider clips answered "unknown" under ``cfg`` (with verification)."""
+    member = np.array([r["member"] for r in rows])
+    answers = []
+    for r, top in zip(rows, verified_votes(rows, cfg)):
+        winner = decide([top], cfg) if top else None
+        answers.append((winner is not None, winner is not None and winner.song_id == r["truth"]))
+    accepted, right = map(np.array, zip(*answers))
+    return {"member_hit_rate": float(right[member].mean()), "outsider_unknown_rate": float(1.0 - accepted[~member].mean())}
 
 
 def stored_vectors(lib: Library) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -209,7 +297,7 @@ def choose(rows: list[dict], target_unknown: float) -> dict:
     member = np.array([r["member"] for r in rows])
     condition = np.array([r["condition"] for r in rows])
     best = None
-    for temperature in (None, 0.1, 0.05, 0.02, 0.01):
+    for temperature in TEMPERATURES:
         right, share, sim, margin = [], [], [], []
         for r, top in zip(rows, top_votes(rows, temperature)):
             right.append(top is not None and top.song_id == r["truth"])

@@ -430,6 +430,8 @@ def _obj(properties: dict, required: list[str] | None = None) -> dict:
 
 _STR, _NUM, _INT = {"type": "string"}, {"type": "number"}, {"type": "integer"}
 _NSTR = {"type": ["string", "null"]}
+_VERIFIED = {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+             "description": "share of the clip this song's own spectrogram explains (null: not checked)"}
 
 
 def _clip_body(extra: dict | None = None, required: tuple[str, ...] = ("file",)) -> dict:
@@ -449,9 +451,10 @@ def openapi_document() -> dict:
         "Match": _obj({"song_id": _STR, "path": _STR, "title": _NSTR, "artist": _NSTR,
                        "offset_s": {**_NUM, "description": "where in the song the clip starts, in seconds"},
                        "score": {**_NUM, "minimum": 0, "maximum": 1, "description": "confidence in [0, 1]"},
-                       "similarity": _NUM, "votes": _INT, "labels": {"type": "array", "items": _STR}}),
+                       "similarity": _NUM, "votes": _INT, "labels": {"type": "array", "items": _STR},
+                       "verified": _VERIFIED}),
         "Candidate": _obj({"song_id": _STR, "path": _STR, "title": _NSTR, "score": _NUM, "similarity": _NUM,
-                           "offset_s": _NUM}),
+                           "offset_s": _NUM, "verified": _VERIFIED}),
         "Identification": _obj({"query": _STR,
                                 "match": {"oneOf": [_ref("Match"), {"type": "null"}],
                                           "description": "null: not in the library"},
@@ -469,7 +472,8 @@ def openapi_document() -> dict:
         "Stats": _obj({"library": _STR, "songs": _INT, "snippets": _INT, "hours": _NUM,
                        "labels": {"type": "object", "additionalProperties": _INT}, "backend": _STR, "vectors": _INT,
                        "index_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM,
-                       "min_similarity": _NUM, "min_similarity_long": _NUM}),
+                       "min_similarity": _NUM, "min_similarity_long": _NUM,
+                       "verify_top": _INT, "verify_weight": _NUM, "min_evidence": _NUM}),
         "Health": _obj({"status": {"const": "ok"}, "songs": _INT, "model_id": _STR, "version": _STR}),
     }
     song_id = {"name": "song_id", "in": "path", "required": True, "schema": _STR}

@@ -146,7 +146,9 @@ def cmd_identify(args) -> int:
             hint = f" (closest: {guess.song.title!r}, score {guess.vote.score:.2f})" if guess else ""
             return f"{clip}: not in the library{hint}"
         m = result.match
-        return f"{clip}: {m.song.title!r} [{m.song.song_id}] at {_clock(m.vote.offset_s)}, score {m.vote.score:.2f} — {m.song.path}"
+        heard = f", its music explains {m.vote.verified:.0%} of the clip" if m.vote.verified is not None else ""
+        return (f"{clip}: {m.song.title!r} [{m.song.song_id}] at {_clock(m.vote.offset_s)}, score {m.vote.score:.2f}"
+                f"{heard} — {m.song.path}")
 
     return _per_clip(args, args.clips, answer)
 
@@ -192,7 +194,10 @@ def cmd_stats(args) -> int:
               f"hours    {stats['hours']:.2f}\nlabels   {labels}\nbackend  {stats['backend']}\n"
               f"index    {stats['index_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}\n"
               f"unknown  below similarity {stats['min_similarity']:.3f} for 3-s clips, "
-              f"{stats['min_similarity_long']:.3f} for long ones (at this library's size)")
+              f"{stats['min_similarity_long']:.3f} for long ones (at this library's size)"
+              + (f"\nverify   top {stats['verify_top']} songs against their spectrograms; unknown below evidence "
+                 f"{stats['min_evidence']:.3f} (similarity + {stats['verify_weight']:g} × share explained)"
+                 if stats["verify_top"] else "\nverify   off (the encoder was not calibrated with it)"))
     return EXIT_OK
 
 

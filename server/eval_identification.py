@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
+from typing import Callable
+
 import numpy as np
 
 from encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_factor
 from encoder.errors import AudioError
-from encoder.features import audio_to_patches
+from encoder.features import audio_to_patches_and_spectrogram
 from index.vectors import IndexConfig, create_index
-from index.vote import VoteConfig, decide, vote_songs
+from index.verify import verify_votes
+from index.vote import VoteConfig, decide, rank_verified, vote_songs
 
 from .eval_data import EvalSplit, Snippets, song_rng
 from .eval_labels import Standardizer, exact_neighbours, mfcc_stats
@@ -76,8 +79,12 @@ class IdentificationRun:
     """
 
     def __init__(self, embedder, features, index_config: IndexConfig, vote: VoteConfig, query_hop_frames: int,
-                 snippets: Snippets, split: EvalSplit, cfg: ClipConfig, seed: int, noises: list[np.ndarray]):
+                 snippets: Snippets, split: EvalSplit, cfg: ClipConfig, seed: int, noises: list[np.ndarray],
+                 spectrogram_of: Callable[[str], np.ndarray | None] | None = None):
         self.embedder, self.features, self.vote, self.hop = embedder, features, vote, query_hop_frames
+        # a song id → its log-mel spectrogram (Library.reference_spectrogram): the embedding's answers are
+        # verified as the library's are when the vote asks for it
+        self.spectrogram_of = spectrogram_of
         self.snippets, self.split, self.cfg, self.seed, self.noises = snippets, split, cfg, seed, noises
         self.song_ids = np.array([s.song_id for s in snippets.songs] + [None], dtype=object)
         in_index = np.isin(snippets.song, split.index)
@@ -111,23 +118,24 @@ class IdentificationRun:
                 for condition in self.cfg.conditions:
                     clips.append(degrade_clip(y, sr, start, duration, condition, rng, self.noises, self.cfg))
                     records.append(ClipRecord(song, held_out, duration, condition, start))
-        patches, offsets, owner = [], [], []
+        patches, offsets, spectra, owner = [], [], [], []
         for i, clip in enumerate(clips):
             try:
-                p, o = audio_to_patches(clip, hop_frames=self.hop, cfg=self.features, pad=True)
+                p, o, S_db = audio_to_patches_and_spectrogram(clip, hop_frames=self.hop, cfg=self.features, pad=True)
             except AudioError as e:  # a silent clip: no answer, counted as unknown
                 self.failed[type(e).__name__] = self.failed.get(type(e).__name__, 0) + 1
                 continue
             patches.append(p)
             offsets.append(o)
+            spectra.append(S_db)
             owner.append(i)
         vectors = self.embedder.embed_patches(np.concatenate(patches)) if patches else np.zeros((0, 1), np.float32)
         stats = mfcc_stats(np.concatenate(patches)) if patches else np.zeros((0, 1), np.float32)
         answered = set(owner)
         start = 0
-        for i, o in zip(owner, offsets):
+        for i, o, S_db in zip(owner, offsets, spectra):
             rec, n = records[i], len(o)
-            rec.answers["embedding"] = self._answer(rec, vectors[start : start + n], o)
+            rec.answers["embedding"] = self._answer(rec, vectors[start : start + n], o, S_db)
             self._baseline_queries.append((rec, stats[start : start + n], o))
             start += n
         for i, rec in enumerate(records):
@@ -135,15 +143,21 @@ class IdentificationRun:
                 rec.answers["embedding"] = rec.answers["baseline"] = _no_answer()
         self.records += records
 
-    def _answer(self, rec: ClipRecord, vectors: np.ndarray, query_offsets: np.ndarray) -> dict:
+    def _answer(self, rec: ClipRecord, vectors: np.ndarray, query_offsets: np.ndarray,
+                clip_db: np.ndarray | None = None) -> dict:
         k = min(self.vote.k, max(len(self.index), 1))
         sims, rows = self.index.search(vectors, k)
-        return self._vote(rec, sims, rows, query_offsets)
+        return self._vote(rec, sims, rows, query_offsets, clip_db)
 
-    def _vote(self, rec: ClipRecord, sims: np.ndarray, rows: np.ndarray, query_offsets: np.ndarray) -> dict:
+    def _vote(self, rec: ClipRecord, sims: np.ndarray, rows: np.ndarray, query_offsets: np.ndarray,
+              clip_db: np.ndarray | None = None) -> dict:
         song_ids = self.song_ids[np.where(rows >= 0, self.snippets.song[np.maximum(rows, 0)], -1)]
         offsets = np.where(rows >= 0, self.snippets.offsets_s[np.maximum(rows, 0)], np.nan)
-        return self._score(rec, vote_songs(song_ids, sims, offsets, query_offsets, self.vote))
+        votes = vote_songs(song_ids, sims, offsets, query_offsets, self.vote)
+        if self.vote.verifies and clip_db is not None and self.spectrogram_of is not None:
+            verified = verify_votes(clip_db, votes[: self.vote.verify_top], self.spectrogram_of, self.features)
+            votes = rank_verified(votes, verified, self.vote)
+        return self._score(rec, votes)
 
     def _score(self, rec: ClipRecord, votes) -> dict:
         """top1: the decided answer is the clip's song; top2: it is among the two best candidates."""

@@ -133,7 +133,8 @@ def _evaluate(lib, cfg: EvalConfig, out_dir, progress: Progress | None) -> dict:
     if "identification" in sections:
         vote = lib.settings.vote.for_library(len(split.index))  # the threshold at the size of the identification index
         ident = IdentificationRun(lib.embedder, lib.features, lib.settings.index, vote,
-                                  lib.settings.query_hop_frames, snippets, split, cfg.clips, cfg.seed, noises)
+                                  lib.settings.query_hop_frames, snippets, split, cfg.clips, cfg.seed, noises,
+                                  spectrogram_of=lib.reference_spectrogram)
     head = classifier_head(lib, cfg, provenance) if "classifier" in sections else None
     baseline: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     clf_probs: dict[int, np.ndarray] = {}

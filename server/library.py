@@ -27,10 +27,12 @@ import numpy as np
 from encoder.audio import AUDIO_EXTENSIONS, load_audio, read_tags
 from encoder.checkpoint import LoadedModel, load_model
 from encoder.embeddings import Embedder, Embeddings
+from encoder.features import log_mel
 from encoder.errors import AudioError, LibraryError, MismatchError, NotFoundError
 from index.catalog import Catalog, Song
 from index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
-from index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
+from index.verify import verify_votes
+from index.vote import SongVote, VoteConfig, decide, rank_verified, vote_labels, vote_songs
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class Match:
         return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
                 "artist": self.song.artist, "offset_s": round(self.vote.offset_s, 2),
                 "score": round(self.vote.score, 4), "similarity": round(self.vote.similarity, 4),
-                "votes": self.vote.votes, "labels": list(self.song.labels)}
+                "votes": self.vote.votes, "labels": list(self.song.labels), "verified": _rounded(self.vote.verified)}
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class Identification:
         return {"query": self.query, "match": self.match.to_dict() if self.match else None,
                 "candidates": [{"song_id": c.song.song_id, "path": c.song.path, "title": c.song.title,
                                 "score": round(c.vote.score, 4), "similarity": round(c.vote.similarity, 4),
-                                "offset_s": round(c.vote.offset_s, 2)} for c in self.candidates]}
+                                "offset_s": round(c.vote.offset_s, 2), "verified": _rounded(c.vote.verified)}
+                               for c in self.candidates]}
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ class Library:
         if digest in seen_hashes or self.catalog.song_by_hash(digest):
             return FileResult(absolute, "duplicate", song_id=song_id), seconds
         try:
-            emb = self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)
+            emb = self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames, keep_spectrogram=True)
         except AudioError as e:
             log.warning("skipping %s: %s", absolute, e)
             return FileResult(absolute, "failed", error=f"{absolute}: {e}"), seconds
@@ -285,6 +288,7 @@ class Library:
                     row = self.catalog.next_row_id()
                     for song, emb in pending:
                         ids = self.catalog.insert_song(song, emb.offsets_s, row, now)
+                        self.catalog.put_spectrogram(song.song_id, emb.spectrogram)
                         self.index.add(ids, emb.vectors)
                         added.append(ids)
                         row += len(ids)
@@ -327,7 +331,7 @@ class Library:
             y = clip.astype(np.float32)
         else:
             y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
-        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
+        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True, keep_spectrogram=True)
 
     def neighbours(self, vectors: np.ndarray, k: int):
         """The k nearest stored snippets of every vector: similarities [shape=(n, k)] and their catalog info."""
@@ -345,10 +349,30 @@ class Library:
         cfg = self.settings.vote.for_library(self.catalog.song_count())
         sims, info = self.neighbours(emb.vectors, cfg.k)
         votes = vote_songs(info.song_ids, sims, info.offsets_s, emb.offsets_s, cfg)
+        if cfg.verifies and emb.spectrogram is not None:
+            verified = verify_votes(emb.spectrogram, votes[: cfg.verify_top], self.reference_spectrogram, self.features)
+            votes = rank_verified(votes, verified, cfg)
         winner = decide(votes, cfg)
         candidates = [Match(self._song(v.song_id), v) for v in votes[: cfg.top]]
         match = candidates[0] if winner is not None else None
         return Identification(name, match, candidates)
+
+    def reference_spectrogram(self, song_id: str) -> np.ndarray | None:
+        """A song's log-mel spectrogram: stored at ingest; for songs of a library made before that,
+        computed from the song's file once and stored. None when the file can no longer be read."""
+        S_db = self.catalog.spectrogram(song_id)
+        if S_db is not None:
+            return S_db
+        song = self._song(song_id)
+        try:
+            S_db = log_mel(load_audio(song.path, sr=self.features.sample_rate), self.features)
+        except (AudioError, OSError) as e:
+            log.warning("cannot verify %s: %s", song_id, e)
+            return None
+        with self._lock, self.catalog.transaction():
+            if self.catalog.song(song_id) is not None:  # not removed meanwhile
+                self.catalog.put_spectrogram(song_id, S_db)
+        return S_db
 
     def similar(self, clip: AudioSource | None = None, *, track: str | None = None, n: int = 10,
                 name: str | None = None) -> tuple[str, list[Neighbour]]:
@@ -420,7 +444,10 @@ class Library:
                 # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
                 # the lower bar of long clips (≥ 6 s when calibrated; the same when not)
                 "min_similarity": round(vote.min_similarity, 4),
-                "min_similarity_long": round(vote.min_similarity_for(10**6), 4)}
+                "min_similarity_long": round(vote.min_similarity_for(10**6), 4),
+                # spectral verification (index/verify.py): songs checked, and the bar on the evidence
+                "verify_top": vote.verify_top if vote.verifies else 0, "verify_weight": vote.verify_weight,
+                "min_evidence": round(vote.min_evidence, 4)}
 
     # -- maintenance ---------------------------------------------------------------------
     def adopt_model(self, checkpoint: str | os.PathLike) -> str:
@@ -449,7 +476,8 @@ class Library:
         rows: list[tuple[Song, Embeddings]] = []
         for song in songs:
             y = load_audio(song.path, sr=self.features.sample_rate)
-            rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)))
+            rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames,
+                                                         keep_spectrogram=True)))
             if progress:
                 progress(song)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -459,6 +487,7 @@ class Library:
             row = self.catalog.next_row_id()
             for song, emb in rows:
                 ids = self.catalog.insert_song(song, emb.offsets_s, row, now)
+                self.catalog.put_spectrogram(song.song_id, emb.spectrogram)
                 fresh.add(ids, emb.vectors)
                 row += len(ids)
             self.catalog.set_meta("model_id", self.model_id)
@@ -483,6 +512,10 @@ def _load_library_model(root: Path, spec: str) -> LoadedModel:
     if spec not in ("default", "seeded", "") and not Path(spec).is_absolute():
         spec = str(root / spec)
     return load_model(spec)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _name(clip) -> str:

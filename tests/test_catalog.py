@@ -127,3 +127,26 @@ def test_reopen_keeps_data(tmp_path):
         assert c.get_meta("missing", "fallback") == "fallback"
     finally:
         c.close()
+
+
+def test_spectrogram_round_trips_in_half_precision_and_goes_with_its_song(catalog):
+    insert(catalog, song(0), 2)
+    S_db = np.random.default_rng(0).uniform(-100, 30, size=(64, 321)).astype(np.float32)
+    assert catalog.spectrogram("song0") is None
+    with catalog.transaction():
+        catalog.put_spectrogram("song0", S_db)
+    back = catalog.spectrogram("song0")
+    assert back.shape == (64, 321) and back.dtype == np.float32
+    np.testing.assert_allclose(back, S_db, atol=0.07)  # float16 at 100 dB: steps of 1/16 dB
+    with catalog.transaction():
+        catalog.delete_song("song0")
+    assert catalog.spectrogram("song0") is None
+
+
+def test_a_catalog_made_before_spectra_gets_the_table(tmp_path):
+    c = Catalog(tmp_path / "catalog.sqlite")
+    c.db["spectra"].drop()
+    c.close()
+    c = Catalog(tmp_path / "catalog.sqlite")
+    assert "spectra" in c.db.table_names() and c.spectrogram("any") is None
+    c.close()

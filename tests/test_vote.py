@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from index.vote import (SongVote, VoteConfig, consensus_offset, decide, impostor_slope,
-                        vote_labels, vote_songs)
+                        rank_verified, vote_labels, vote_songs)
 
 
 def neighbours(rows):
@@ -246,3 +247,37 @@ def test_decide_judges_a_vote_by_the_threshold_of_its_clip_length():
 def test_votes_know_how_many_patches_the_clip_had():
     songs, sims, offsets = neighbours([[("a", 0.9, 0.0)], [("a", 0.8, 0.4)], [("b", 0.7, 1.0)]])
     assert {v.patches for v in vote_songs(songs, sims, offsets, np.zeros(3, np.float32), SEED)} == {3}
+
+
+# -- spectral verification (index/verify.py) in the vote ---------------------------------------
+VERIFYING = VoteConfig(temperature=0.05, min_similarity=0.8, min_share=0.5, verify_top=3, verify_weight=0.5,
+                       min_evidence=0.9)
+
+
+def test_verification_reranks_the_checked_songs_by_evidence():
+    votes = [SongVote("a", 6, 0.6, 0.80, 1.0, 1.0), SongVote("b", 4, 0.4, 0.78, 9.0, 1.0),
+             SongVote("c", 1, 0.1, 0.70, 3.0, 1.0)]
+    ranked = rank_verified(votes, {"a": 0.1, "b": 0.6}, VERIFYING)
+    assert [v.song_id for v in ranked] == ["b", "a", "c"]  # 0.78 + 0.3 beats 0.80 + 0.05; c was not checked
+    assert ranked[0].verified == 0.6 and ranked[2].verified is None
+    assert ranked[0].evidence(0.5) == pytest.approx(1.08)
+    assert rank_verified(votes, {"b": 0.6}, VERIFYING) == votes  # the first song unchecked: no re-ranking
+
+
+def test_with_verification_the_evidence_decides_not_the_share():
+    low_share = SongVote("b", 1, 0.1, 0.70, 9.0, 1.0, verified=0.5)  # evidence 0.95
+    assert decide([low_share], VERIFYING) is low_share
+    weak = replace(low_share, verified=0.3)  # evidence 0.85
+    assert decide([weak], VERIFYING) is None
+    unchecked = replace(low_share, verified=None)  # no spectrogram: the share and similarity tests apply
+    assert decide([unchecked], VERIFYING) is None
+
+
+def test_the_evidence_bar_rises_with_the_library_and_falls_for_long_clips():
+    cfg = replace(VERIFYING, reference_songs=100, similarity_slope=0.04, similarity_by_patches=((2, 0.8), (13, 0.7)))
+    bigger = cfg.for_library(1000)
+    assert bigger.min_evidence - cfg.min_evidence == pytest.approx(0.04 * math.log(10))
+    assert bigger.min_evidence - cfg.min_evidence == pytest.approx(bigger.min_similarity - cfg.min_similarity)
+    assert cfg.min_evidence_for(2) == pytest.approx(0.9)
+    assert cfg.min_evidence_for(13) == pytest.approx(0.8)
+    assert VoteConfig(reference_songs=100, similarity_slope=0.04).for_library(1000).min_evidence == 0.0  # off: untouched
