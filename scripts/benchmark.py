@@ -201,7 +201,7 @@ outside the library. {args.clips_per_song} clips of {args.clip_seconds:g} s per 
 - noisy clips identified by SNR: {by_snr}
 - clips of songs **not** in the library answered "unknown": **{unknown_rate:.1%}** of {len(outs)} (clean and noisy)
 - ingest: {audio_s / 60:.1f} min of audio in {ingest_s:.1f} s = **{audio_s / ingest_s:.0f}× real time** (decode + features + embedding + index)
-- index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**
+- index size: {stats['index_bytes'] / 1e6:.1f} MB for {stats['vectors']} vectors = **{stats['index_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute of audio**; catalog (with the songs' spectrograms) {stats['catalog_bytes'] / 1e6:.1f} MB = {stats['catalog_bytes'] / 1024 / (audio_s / 60):.0f} KiB per minute
 - query latency ({args.clip_seconds:g}-s clip in memory → answer; embedding, search, vote): median **{np.median(ms):.1f} ms**, p95 {np.percentile(ms, 95):.1f} ms
 
 Conditions: *noise* = a recorded sound effect or voice from `{noise_dir}/` ({len(noises)} files) mixed in at 0–10 dB SNR;

@@ -471,7 +471,7 @@ def openapi_document() -> dict:
         "TrackChange": _obj({"status": {"type": "string", "enum": ["added", "duplicate", "removed"]}, "song": _ref("Song")}),
         "Stats": _obj({"library": _STR, "songs": _INT, "snippets": _INT, "hours": _NUM,
                        "labels": {"type": "object", "additionalProperties": _INT}, "backend": _STR, "vectors": _INT,
-                       "index_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM,
+                       "index_bytes": _INT, "catalog_bytes": _INT, "model_id": _STR, "patch_hop_s": _NUM,
                        "min_similarity": _NUM, "min_similarity_long": _NUM,
                        "verify_top": _INT, "verify_weight": _NUM, "min_evidence": _NUM}),
         "Health": _obj({"status": {"const": "ok"}, "songs": _INT, "model_id": _STR, "version": _STR}),

@@ -192,7 +192,7 @@ def cmd_stats(args) -> int:
         labels = ", ".join(f"{k} ({v})" for k, v in stats["labels"].items()) or "none"
         print(f"library  {stats['library']}\nsongs    {stats['songs']}\nsnippets {stats['snippets']}\n"
               f"hours    {stats['hours']:.2f}\nlabels   {labels}\nbackend  {stats['backend']}\n"
-              f"index    {stats['index_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}\n"
+              f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB\nencoder  {stats['model_id']}\n"
               f"unknown  below similarity {stats['min_similarity']:.3f} for 3-s clips, "
               f"{stats['min_similarity_long']:.3f} for long ones (at this library's size)"
               + (f"\nverify   top {stats['verify_top']} songs against their spectrograms; unknown below evidence "

@@ -437,9 +437,12 @@ class Library:
         counts = self.catalog.counts()
         vote = self.settings.vote.for_library(counts["songs"])
         index_bytes = sum(f.stat().st_size for f in (self.root / INDEX_DIR).glob("*") if f.is_file())
+        # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
+        catalog_bytes = sum(f.stat().st_size for f in self.root.glob(CATALOG_FILE + "*") if f.is_file())
         return {"library": str(self.root), "songs": counts["songs"], "snippets": counts["snippets"],
                 "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": self.settings.index.backend,
-                "vectors": len(self.index), "index_bytes": index_bytes, "model_id": self.model_id,
+                "vectors": len(self.index), "index_bytes": index_bytes,
+                "catalog_bytes": catalog_bytes, "model_id": self.model_id,
                 "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4),
                 # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
                 # the lower bar of long clips (≥ 6 s when calibrated; the same when not)

@@ -196,6 +196,9 @@ def test_stats(library, song_dir):
     assert stats["vectors"] == stats["snippets"] == sum(s.n_snippets for s in library.tracks())
     assert stats["snippets"] >= N_SONGS * 40  # ≈47 overlapping patches per 20-s song
     assert stats["index_bytes"] > 0 and stats["model_id"] == library.model_id
+    # every song's spectrogram (64 bins × frames, float16) lives in the catalog
+    spectra = sum(64 * (1 + int(s.duration_s * SR) // 1024) * 2 for s in library.tracks())
+    assert stats["catalog_bytes"] > spectra
     assert stats["min_similarity"] == pytest.approx(library.settings.vote.for_library(N_SONGS).min_similarity, abs=1e-4)
     assert stats["min_similarity_long"] <= stats["min_similarity"]
     assert {s.path for s in library.tracks()} == {song_path(song_dir, i) for i in range(N_SONGS)}
