@@ -8,7 +8,8 @@
 right song ranked first, reverberant clips identified and outsiders answered "unknown", with
 the paired count of noisy clips only one of the two models identified, and the noisy clips
 each model would identify at the threshold that answers exactly 90 % of these outsiders
-"unknown" (an oracle: what a perfect calibration could reach, for diagnosis only). With 240 clips a
+"unknown" (an oracle: what a perfect calibration could reach, for diagnosis only; for clips whose top song
+was verified, the threshold is on the evidence, similarity + ``--verify-weight`` × verified share). With 240 clips a
 condition, a difference of 2–3 points is within the clip draw's noise (seed 7 against seed 8
 moves the same model by 1–2 points); the paired counts say whether a change is one-sided.
 """
@@ -35,10 +36,13 @@ def main(argv=None) -> int:
     p.add_argument("--notes", type=Path, help="markdown appended under the table")
     p.add_argument("--out", type=Path, help="markdown file to write the section into")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--verify-weight", type=float, default=0.0,
+                   help="weight of the verified share in the evidence of verified clips (the library's verify_weight)")
     args = p.parse_args(argv)
     (base_name, base), (new_name, new) = (split_spec(s) for s in (args.base, args.new))
     sets = [s.partition(":")[::2] for s in args.sets]
-    rows = [compare(label or name, load(base.format(name)), load(new.format(name))) for name, label in sets]
+    rows = [compare(label or name, load(base.format(name)), load(new.format(name)), args.verify_weight)
+            for name, label in sets]
     if args.json:
         print(json.dumps(rows, indent=2))
     body = table(rows, base_name, new_name)
@@ -70,7 +74,7 @@ def rate(clips: list[dict], hit) -> float:
     return 100.0 * sum(map(hit, clips)) / max(1, len(clips))
 
 
-def compare(name: str, base: dict, new: dict) -> dict:
+def compare(name: str, base: dict, new: dict, verify_weight: float = 0.0) -> dict:
     """Figures of both models on the clips both JSONs hold."""
     shared = [k for k in base if k in new]
     if not shared:
@@ -85,7 +89,8 @@ def compare(name: str, base: dict, new: dict) -> dict:
             "reverb_identified": rate(pick("reverb"), identified),
             "phone_identified": rate(pick("phone"), identified),
             "outsiders_unknown": rate([runs[k] for k in shared if not k[3]], lambda c: c["match"] is None),
-            "noise_identified_oracle_90": oracle_hits(pick("noise"), [runs[k] for k in shared if not k[3]]),
+            "noise_identified_oracle_90": oracle_hits(pick("noise"), [runs[k] for k in shared if not k[3]],
+                                                      verify_weight=verify_weight),
         }
     noisy = [k for k in shared if k[1] == "noise" and k[3]]
     row["noise_only_base"] = sum(identified(base[k]) and not identified(new[k]) for k in noisy)
@@ -93,13 +98,19 @@ def compare(name: str, base: dict, new: dict) -> dict:
     return row
 
 
-def oracle_hits(members: list[dict], outsiders: list[dict], unknown: float = 0.90) -> float:
-    """Members identified at the similarity threshold that answers exactly ``unknown`` of these
-    outsiders "unknown": what a perfect calibration could reach (a diagnosis, never a setting)."""
+def oracle_hits(members: list[dict], outsiders: list[dict], unknown: float = 0.90, verify_weight: float = 0.0) -> float:
+    """Members identified at the threshold (on the similarity, or on the evidence where the top song
+    was verified) that answers exactly ``unknown`` of these outsiders "unknown": what a perfect
+    calibration could reach (a diagnosis, never a setting)."""
     if not outsiders:
         return float("nan")
-    threshold = float(np.quantile([c["top_similarity"] or 0.0 for c in outsiders], unknown))
-    return rate(members, lambda c: c["top"] == c["truth"] and (c["top_similarity"] or 0.0) >= threshold)
+    threshold = float(np.quantile([decision_value(c, verify_weight) for c in outsiders], unknown))
+    return rate(members, lambda c: c["top"] == c["truth"] and decision_value(c, verify_weight) >= threshold)
+
+
+def decision_value(clip: dict, verify_weight: float) -> float:
+    """What the "unknown" bar was compared with: similarity, plus the weighted verified share if verified."""
+    return (clip["top_similarity"] or 0.0) + verify_weight * (clip.get("top_verified") or 0.0)
 
 
 def table(rows: list[dict], base: str, new: str) -> str:

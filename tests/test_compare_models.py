@@ -61,3 +61,12 @@ def test_oracle_threshold_answers_the_asked_share_of_outsiders_unknown():
     members = [{"top": "a", "truth": "a", "top_similarity": 0.78}, {"top": "a", "truth": "a", "top_similarity": 0.76},
                {"top": "b", "truth": "a", "top_similarity": 0.95}]
     assert compare_models.oracle_hits(members, outsiders) == pytest.approx(100 / 3)
+
+
+def test_oracle_threshold_is_on_the_evidence_for_verified_clips():
+    outsiders = [{"top_similarity": s, "top_verified": 0.1} for s in np.linspace(0.5, 0.8, 11)]  # evidence ≤ 0.85
+    members = [{"top": "a", "truth": "a", "top_similarity": 0.70, "top_verified": 0.9},  # evidence 1.06
+               {"top": "a", "truth": "a", "top_similarity": 0.78, "top_verified": None}]  # 0.78: not verified
+    assert compare_models.oracle_hits(members, outsiders) == pytest.approx(50.0)  # on similarity: 0.78 passes
+    assert compare_models.oracle_hits(members, outsiders, verify_weight=0.4) == pytest.approx(50.0)  # 1.06 passes
+    assert compare_models.decision_value(members[0], 0.4) == pytest.approx(1.06)
