@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class Embeddings:
     vectors: np.ndarray  # [shape=(p, D), dtype=float32], unit norm
     offsets_s: np.ndarray  # [shape=(p,), dtype=float32], start of each patch in the audio
-    # [shape=(n_mels, frames)] dB log-mel of the whole audio, when asked for (verification, index/verify.py)
+    # [shape=(n_mels, frames)] dB log-mel of the whole audio, for verification (index/verify.py)
     spectrogram: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -44,9 +44,8 @@ class Embedder:
                 out[i : i + len(x)] = self.net.embed(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
         return out
 
-    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False,
-                    keep_spectrogram: bool = False) -> Embeddings:
-        """Mono audio at the feature rate → embeddings of its non-silent patches and their offsets
-        (and the audio's log-mel spectrogram with ``keep_spectrogram``)."""
+    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False) -> Embeddings:
+        """Mono audio at the feature rate → embeddings of its non-silent patches, their offsets and
+        the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
-        return Embeddings(self.embed_patches(patches), offsets, S_db if keep_spectrogram else None)
+        return Embeddings(self.embed_patches(patches), offsets, S_db)

@@ -14,21 +14,23 @@ with the song's own at that offset:
    alike, so a short loud noise (a door, a shout) spoils only the cells it covers.
 
 A clip of the song scores high wherever the music is louder than the noise; a song that is not
-the clip's must be turned down until it hides under the clip everywhere, and then explains little. Cells are compared in the telephone band
-(300–3400 Hz), which every condition keeps; the clip is dilated by a cell in time and frequency
-so that a slightly shifted or sped-up clip still lines up, and the offset is searched a few
-frames either way.
+the clip's must be turned down until it hides under the clip everywhere, and then explains little.
+Cells are compared in the telephone band (300–3400 Hz), which every condition keeps; the clip is
+dilated by a cell in time and frequency so that a slightly shifted or sped-up clip still lines up,
+and the offset is searched a few frames either way.
 
 Pure functions over arrays (dB log-mel from :func:`encoder.features.log_mel`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.ndimage import maximum_filter
 
 from encoder.features import FeatureConfig, mel_band_centres
+from index.vote import SongVote, VoteConfig, rank_verified
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,6 @@ class VerifyConfig:
     sound_db: float = 30.0  # clip cells more than this below the clip's loudest are not scored
     dilate: tuple[int, int] = (3, 3)  # (bins, frames) max-filter on the clip: small shifts still line up
     max_shift_frames: int = 10  # offsets searched either side of the vote's offset
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def band_mask(features: FeatureConfig, cfg: VerifyConfig = VerifyConfig()) -> np.ndarray:
@@ -125,13 +124,13 @@ def verify(clip_db: np.ndarray, song_db: np.ndarray, offset_s: float, features: 
     return float(shares.max())
 
 
-def verify_votes(clip_db: np.ndarray, votes, spectrogram_of, features: FeatureConfig,
-                 cfg: VerifyConfig = VerifyConfig()) -> dict[str, float]:
-    """:func:`verify` for each of ``votes`` (SongVotes) whose song's spectrogram ``spectrogram_of(song_id)``
-    can give (None: not available); song id → score."""
+def verify_and_rank(votes: list[SongVote], clip_db: np.ndarray, spectrogram_of: Callable[[str], np.ndarray | None],
+                    features: FeatureConfig, vote: VoteConfig, cfg: VerifyConfig = VerifyConfig()) -> list[SongVote]:
+    """:func:`verify` the vote's top ``vote.verify_top`` songs whose spectrogram ``spectrogram_of(song_id)``
+    gives (None: not available), and re-rank them by evidence (:func:`index.vote.rank_verified`)."""
     verified = {}
-    for v in votes:
+    for v in votes[: vote.verify_top]:
         song_db = spectrogram_of(v.song_id)
         if song_db is not None:
             verified[v.song_id] = verify(clip_db, song_db, v.offset_s, features, cfg)
-    return verified
+    return rank_verified(votes, verified, vote)

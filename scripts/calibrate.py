@@ -223,7 +223,7 @@ def evidence_rule(rows: list[dict], temperature: float | None, weight: float, ta
     and the bar on that evidence rejects ``target_unknown`` of outsider clips."""
     member = np.array([r["member"] for r in rows])
     condition = np.array([r["condition"] for r in rows])
-    cfg = VoteConfig(temperature=temperature, verify_top=VERIFY_TOP, verify_weight=max(weight, 1e-9))
+    cfg = VoteConfig(temperature=temperature, verify_top=VERIFY_TOP, verify_weight=weight)
     tops = verified_votes(rows, cfg)
     evidence = np.array([t.evidence(cfg.verify_weight) if t else 0.0 for t in tops])
     right = np.array([t is not None and t.song_id == r["truth"] for r, t in zip(rows, tops)])

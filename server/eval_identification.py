@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-
 from typing import Callable
 
 import numpy as np
@@ -18,8 +17,8 @@ from encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_
 from encoder.errors import AudioError
 from encoder.features import audio_to_patches_and_spectrogram
 from index.vectors import IndexConfig, create_index
-from index.verify import verify_votes
-from index.vote import VoteConfig, decide, rank_verified, vote_songs
+from index.verify import verify_and_rank
+from index.vote import VoteConfig, decide, vote_songs
 
 from .eval_data import EvalSplit, Snippets, song_rng
 from .eval_labels import Standardizer, exact_neighbours, mfcc_stats
@@ -155,8 +154,7 @@ class IdentificationRun:
         offsets = np.where(rows >= 0, self.snippets.offsets_s[np.maximum(rows, 0)], np.nan)
         votes = vote_songs(song_ids, sims, offsets, query_offsets, self.vote)
         if self.vote.verifies and clip_db is not None and self.spectrogram_of is not None:
-            verified = verify_votes(clip_db, votes[: self.vote.verify_top], self.spectrogram_of, self.features)
-            votes = rank_verified(votes, verified, self.vote)
+            votes = verify_and_rank(votes, clip_db, self.spectrogram_of, self.features, self.vote)
         return self._score(rec, votes)
 
     def _score(self, rec: ClipRecord, votes) -> dict:

@@ -31,8 +31,8 @@ from encoder.features import log_mel
 from encoder.errors import AudioError, LibraryError, MismatchError, NotFoundError
 from index.catalog import Catalog, Song
 from index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
-from index.verify import verify_votes
-from index.vote import SongVote, VoteConfig, decide, rank_verified, vote_labels, vote_songs
+from index.verify import verify_and_rank
+from index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class Library:
         if digest in seen_hashes or self.catalog.song_by_hash(digest):
             return FileResult(absolute, "duplicate", song_id=song_id), seconds
         try:
-            emb = self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames, keep_spectrogram=True)
+            emb = self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)
         except AudioError as e:
             log.warning("skipping %s: %s", absolute, e)
             return FileResult(absolute, "failed", error=f"{absolute}: {e}"), seconds
@@ -331,7 +331,7 @@ class Library:
             y = clip.astype(np.float32)
         else:
             y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
-        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True, keep_spectrogram=True)
+        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
 
     def neighbours(self, vectors: np.ndarray, k: int):
         """The k nearest stored snippets of every vector: similarities [shape=(n, k)] and their catalog info."""
@@ -350,8 +350,7 @@ class Library:
         sims, info = self.neighbours(emb.vectors, cfg.k)
         votes = vote_songs(info.song_ids, sims, info.offsets_s, emb.offsets_s, cfg)
         if cfg.verifies and emb.spectrogram is not None:
-            verified = verify_votes(emb.spectrogram, votes[: cfg.verify_top], self.reference_spectrogram, self.features)
-            votes = rank_verified(votes, verified, cfg)
+            votes = verify_and_rank(votes, emb.spectrogram, self.reference_spectrogram, self.features, cfg)
         winner = decide(votes, cfg)
         candidates = [Match(self._song(v.song_id), v) for v in votes[: cfg.top]]
         match = candidates[0] if winner is not None else None
@@ -479,8 +478,7 @@ class Library:
         rows: list[tuple[Song, Embeddings]] = []
         for song in songs:
             y = load_audio(song.path, sr=self.features.sample_rate)
-            rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames,
-                                                         keep_spectrogram=True)))
+            rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)))
             if progress:
                 progress(song)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
