@@ -76,12 +76,29 @@ def explained_share(clip_db: np.ndarray, song_db: np.ndarray, bands: np.ndarray,
     song = song_db[..., bands, :].reshape(*song_db.shape[:-2], -1).astype(np.float32)
     clip = clip_db[bands, :].reshape(-1).astype(np.float32)
     ceiling = dilated_db[bands, :].reshape(-1).astype(np.float32)
-    loud = song > song.max(axis=-1, keepdims=True) - cfg.floor_db
+    gain_db, loud = fitted_gain_db(song, ceiling, cfg)
     n_loud = loud.sum(axis=-1)
-    gain_db = cfg.tolerance_db - _quantile_where(song - ceiling, loud, n_loud, cfg.quantile)
     sounding = clip > clip.max() - cfg.sound_db
     explained = np.minimum(1.0, 10.0 ** ((song[..., sounding] + gain_db[..., None] - clip[sounding]) / 10.0))
     return np.where(n_loud >= 10, explained.mean(axis=-1), 0.0)
+
+
+def fitted_gain_db(song: np.ndarray, ceiling: np.ndarray, cfg: VerifyConfig = VerifyConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The largest gain (dB) at which ``cfg.quantile`` of the song's loud cells stay under ``ceiling``
+    (within ``cfg.tolerance_db``): "noise only adds", robustly.
+
+    Parameters
+    ----------
+    song : np.ndarray [shape=(..., cells)], dB, one row per alignment
+    ceiling : np.ndarray [shape=(cells,)], dB, the (dilated) clip
+
+    Returns
+    -------
+    gain_db : np.ndarray [shape=(...)]
+    loud : np.ndarray [shape=(..., cells), dtype=bool], the song's cells within ``cfg.floor_db`` of its loudest
+    """
+    loud = song > song.max(axis=-1, keepdims=True) - cfg.floor_db
+    return cfg.tolerance_db - _quantile_where(song - ceiling, loud, loud.sum(axis=-1), cfg.quantile), loud
 
 
 def _quantile_where(values: np.ndarray, where: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:

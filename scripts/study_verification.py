@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from scipy.ndimage import maximum_filter
 from encoder.audio import load_audio
 from encoder.augment import apply_condition, tonal_noise
 from encoder.splits import read_manifest, song_unit, split_songs
-from index.verify import VerifyConfig, _quantile_where, band_mask, explained_share, verify
+from index.verify import VerifyConfig, band_mask, explained_share, fitted_gain_db
 from index.vote import vote_songs
 from server.library import Library, LibrarySettings
 
@@ -109,9 +110,9 @@ def score_candidates(row: dict, spectra: dict, lib: Library) -> list[dict]:
         start = int(round(v.offset_s / lib.features.frame_seconds))
         far = [i for i in range(0, len(windows), 7) if abs(i - start) > 40]
         null = float(np.median(explained_share(clip, windows[far], bands, VC, dilated))) if far else 0.0
-        share = verify(clip, song, v.offset_s, lib.features)
-        lo, hi = max(0, start - VC.max_shift_frames), min(len(windows) - 1, start + VC.max_shift_frames)
-        side = float(song_side(windows[lo : hi + 1], dilated, bands).max()) if hi >= lo else 0.0
+        near = windows[max(0, start - VC.max_shift_frames) : start + VC.max_shift_frames + 1]  # what verify() searches
+        share = float(explained_share(clip, near, bands, VC, dilated).max()) if len(near) else 0.0
+        side = float(song_side(near, dilated, bands).max()) if len(near) else 0.0
         out.append({"song": v.song_id, "similarity": v.similarity, "share": share, "lift": share - null,
                     "relative": (share - null) / max(1.0 - null, 1e-3), "song_side": side})
     return out
@@ -122,9 +123,8 @@ def song_side(windows: np.ndarray, dilated: np.ndarray, bands: np.ndarray, toler
     """Share of each window's loud song cells that the clip matches within ``tolerance_db`` at the fitted gain."""
     song = windows[:, bands, :].reshape(len(windows), -1)
     ceiling = dilated[bands].reshape(-1)
-    loud = song > song.max(axis=-1, keepdims=True) - floor_db
+    gain, loud = fitted_gain_db(song, ceiling, replace(VC, floor_db=floor_db))
     n = loud.sum(axis=-1)
-    gain = VC.tolerance_db - _quantile_where(song - ceiling, loud, n, VC.quantile)
     matched = ((ceiling - (song + gain[:, None])) < tolerance_db) & loud
     return np.where(n >= 10, matched.sum(axis=-1) / np.maximum(n, 1), 0.0)
 
