@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.fft import next_fast_len
 from scipy.signal import fftconvolve
 
 from .audio import to_rate
@@ -25,6 +26,8 @@ class DegradeConfig:
     p_vary_noise: float = 0.0  # share of recorded noise re-shaped (rate, EQ, a second sound layered): new noises
     noise_rate: tuple[float, float] = (0.7, 1.4)  # re-shaped noise plays this many times faster (pitch with it)
     p_tonal_noise: float = 0.0  # share of noise synthesized as pitched sounds (notes, calls, drones, bells)
+    p_music_noise: float = 0.0  # share of noise that is another song (a radio, a neighbour's band), when one is given
+    music_snr_db: tuple[float, float] = (4.0, 14.0)  # kept above 0 dB: the louder song is the one to identify
     p_reverb: float = 0.5
     rt60_s: tuple[float, float] = (0.2, 0.9)
     p_phone: float = 0.35
@@ -60,10 +63,11 @@ def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
 
 def colored_noise(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
     """Noise with a 1/f^exponent power spectrum: 0 white, 1 pink, 2 brown [shape=(n,)]."""
-    spectrum = np.fft.rfft(rng.standard_normal(n))
+    m = next_fast_len(n, real=True)  # an FFT of a length with large prime factors is 10-20× slower
+    spectrum = np.fft.rfft(rng.standard_normal(m))
     f = np.arange(len(spectrum), dtype=np.float64)
     f[0] = 1.0
-    y = np.fft.irfft(spectrum / f ** (exponent / 2), n)
+    y = np.fft.irfft(spectrum / f ** (exponent / 2), m)[:n]
     return (y / (np.abs(y).max() + 1e-9)).astype(np.float32)
 
 
@@ -109,15 +113,22 @@ def apply_gain(y: np.ndarray, gain_db: float) -> np.ndarray:
 
 
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.ndarray] | None = None,
-            cfg: DegradeConfig = DegradeConfig()) -> np.ndarray:
-    """A random chain of the degradations above, as a phone in a noisy room would record."""
+            cfg: DegradeConfig = DegradeConfig(), music: np.ndarray | None = None) -> np.ndarray:
+    """A random chain of the degradations above, as a phone in a noisy room would record.
+
+    ``music``, another song's audio, is the interference of a ``cfg.p_music_noise`` share of noisy
+    views: sustained pitched sounds are what the encoder confuses with music most (docs/BENCHMARKS.md).
+    """
     length = len(y)
     if rng.random() < cfg.p_speed:
         y = change_speed(y, sr, rng.uniform(*cfg.speed))
     if rng.random() < cfg.p_reverb:
         y = reverb(y, sr, rng, rng.uniform(*cfg.rt60_s))
     if rng.random() < cfg.p_noise:
-        if cfg.p_tonal_noise and rng.random() < cfg.p_tonal_noise:  # no draw when off: old runs replay
+        snr_db = cfg.snr_db
+        if music is not None and cfg.p_music_noise and rng.random() < cfg.p_music_noise:  # no draw when off
+            noise, snr_db = random_eq(loop_to(music, len(y)), sr, rng), cfg.music_snr_db
+        elif cfg.p_tonal_noise and rng.random() < cfg.p_tonal_noise:  # no draw when off: old runs replay
             noise = tonal_noise(len(y), sr, rng)
         elif noises and rng.random() < cfg.p_bank_noise:
             noise = pick_noise(len(y), rng, noises)
@@ -125,7 +136,7 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.nd
                 noise = vary_noise(loop_to(noise, len(y)), sr, rng, noises, cfg.noise_rate)
         else:
             noise = colored_noise(len(y), rng, rng.choice([0.0, 1.0, 2.0]))
-        y = mix_at_snr(y, noise, rng.uniform(*cfg.snr_db))
+        y = mix_at_snr(y, noise, rng.uniform(*snr_db))
     if rng.random() < cfg.p_phone:
         y = phone(y, sr, rng)
     y = apply_gain(y / max(1.0, float(np.abs(y).max())), rng.uniform(*cfg.gain_db))
@@ -139,11 +150,12 @@ def loop_to(y: np.ndarray, n: int) -> np.ndarray:
 
 def random_eq(y: np.ndarray, sr: int, rng: np.random.Generator, max_db: float = 12.0) -> np.ndarray:
     """Filter through a smooth random curve: gains of ±``max_db`` at 6 log-spaced frequencies."""
-    spectrum = np.fft.rfft(y)
-    freqs = np.fft.rfftfreq(len(y), 1.0 / sr)
+    m = next_fast_len(len(y), real=True)  # zero-padded to a fast FFT length (see colored_noise)
+    spectrum = np.fft.rfft(y, m)
+    freqs = np.fft.rfftfreq(m, 1.0 / sr)
     nodes = np.geomspace(50.0, sr / 2, 6)
     gain_db = np.interp(np.log(np.maximum(freqs, 50.0)), np.log(nodes), rng.uniform(-max_db, max_db, len(nodes)))
-    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), len(y)).astype(np.float32)
+    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), m)[: len(y)].astype(np.float32)
 
 
 def vary_noise(noise: np.ndarray, sr: int, rng: np.random.Generator, noises: list[np.ndarray],

@@ -132,9 +132,21 @@ class PairSampler:
         start = int(rng.integers(lo, max(lo + 1, hi)))
         anchor = self._patch(y[start : start + self.span])
         moved = start + int(rng.integers(-self.shift, self.shift + 1))
-        view = degrade(y[moved : moved + self.span], self.features.sample_rate, rng, self.noises, self.cfg.degrade)
+        view = degrade(y[moved : moved + self.span], self.features.sample_rate, rng, self.noises, self.cfg.degrade,
+                       music=self._other_song(rng, track))
         view = mask_spectrogram(self._patch(view), rng, p=0.3)
         return anchor, view, track.label
+
+    def _other_song(self, rng: np.random.Generator, track: Track) -> np.ndarray | None:
+        """A random stretch of another training song, as interference (only drawn when that is on)."""
+        if not self.cfg.degrade.p_music_noise or len(self.tracks) < 2:
+            return None
+        other = track
+        while other is track:
+            other = self.tracks[rng.integers(len(self.tracks))]
+        n = min(len(other.samples), self.span + 2 * self.shift)
+        start = int(rng.integers(0, len(other.samples) - n + 1))
+        return other.samples[start : start + n]
 
     def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
         anchors, views, labels = zip(*(self.example(rng) for _ in range(size)))

@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--library", type=Path, required=True, help="built here on first use (training + val member songs)")
+    p.add_argument("--model", default=LibrarySettings.model,
+                   help="encoder of a new library: 'default' or an absolute checkpoint path (e.g. a run to compare)")
     p.add_argument("--index-hop", type=int, default=LibrarySettings.index_hop_frames)
     p.add_argument("--shifts", type=int, default=1, help="sub-frame offsets each clip is queried at (1 = as it is)")
     p.add_argument("--member-clips", type=int, default=30, help="clips per member song and condition")
@@ -60,12 +62,12 @@ def main(argv=None) -> int:
     if (args.library / "settings.json").exists():
         lib = Library.open(args.library)
     else:
-        lib = Library.create(args.library, LibrarySettings(index_hop_frames=args.index_hop))
+        lib = Library.create(args.library, LibrarySettings(model=str(args.model), index_hop_frames=args.index_hop))
         lib.add([path for path, _ in parts["train"] + members])
     rows = draw_clips(lib, members, outsiders, args)
     spectra = {s.song_id: lib.reference_spectrogram(s.song_id) for s in lib.tracks()}
     scored = [score_candidates(r, spectra, lib) for r in rows]
-    report = {"index_hop": lib.settings.index_hop_frames, "shifts": args.shifts, "clips": len(rows),
+    report = {"model": lib.settings.model, "index_hop": lib.settings.index_hop_frames, "shifts": args.shifts, "clips": len(rows),
               "rules": evaluate_rules(rows, scored)}
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
@@ -158,7 +160,7 @@ def evaluate_rules(rows: list[dict], scored: list[list[dict]]) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"index hop {report['index_hop']} frames, {report['shifts']} sub-frame shift(s), {report['clips']} clips",
+    lines = [f"model {report['model']}, index hop {report['index_hop']} frames, {report['shifts']} sub-frame shift(s), {report['clips']} clips",
              "| rule | all | " + " | ".join(CONDITIONS) + " |", "| --- " * (len(CONDITIONS) + 2) + "|"]
     for name, figures in report["rules"].items():
         cells = [figures.get("all", "")] + [figures[c] for c in CONDITIONS]

@@ -46,6 +46,10 @@ def main(argv=None) -> int:
                    help="share of recorded noise re-shaped into a new sound (rate, EQ, layering)")
     p.add_argument("--p-tonal-noise", type=float, default=DegradeConfig.p_tonal_noise,
                    help="share of noise synthesized as pitched sounds (notes, calls, drones, bells; augment.tonal_noise)")
+    p.add_argument("--p-music-noise", type=float, default=DegradeConfig.p_music_noise,
+                   help="share of noise that is another training song (interference that is music)")
+    p.add_argument("--music-snr", type=float, nargs=2, default=DegradeConfig.music_snr_db, metavar=("LOW", "HIGH"),
+                   help=f"SNR range of that song in dB (default {DegradeConfig.music_snr_db})")
     p.add_argument("--extra-noise", type=Path, action="append", default=[], metavar="DIR",
                    help="another folder of training noise (e.g. make_babble.py --split train); repeatable")
     p.add_argument("--extra-noise-share", type=float, default=0.25,
@@ -58,7 +62,8 @@ def main(argv=None) -> int:
     noise = noise_paths(args.corpus / "noise", args.extra_noise, args.extra_noise_share)
     degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max),
                       p_noise=args.p_noise, p_bank_noise=args.p_bank_noise, snr_db=tuple(args.snr),
-                      p_vary_noise=args.p_vary_noise, p_tonal_noise=args.p_tonal_noise)
+                      p_vary_noise=args.p_vary_noise, p_tonal_noise=args.p_tonal_noise,
+                      p_music_noise=args.p_music_noise, music_snr_db=tuple(args.music_snr))
     cfg = TrainConfig(variant=args.variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       threads=args.threads, device=args.device, degrade=degrade)
     started = time.time()

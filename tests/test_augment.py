@@ -58,10 +58,23 @@ def test_degrade_keeps_shape_dtype_and_range(clip):
     noises = [colored_noise(SR, rng, 1.0)]
     cfg = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_bank_noise=1.0, p_vary_noise=1.0)
     tonal = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_tonal_noise=1.0)
-    for cfg in [cfg] * 4 + [tonal] * 4:
-        out = degrade(clip, SR, rng, noises, cfg)
+    music = DegradeConfig(p_noise=1.0, p_reverb=1.0, p_phone=1.0, p_speed=1.0, p_music_noise=1.0)
+    for cfg in [cfg] * 4 + [tonal] * 4 + [music] * 4:
+        out = degrade(clip, SR, rng, noises, cfg, music=colored_noise(SR // 2, rng, 0.0))
         assert out.shape == clip.shape and out.dtype == np.float32
         assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+
+
+def test_music_interference_is_mixed_at_its_own_snr(clip):
+    cfg = DegradeConfig(p_noise=1.0, p_reverb=0.0, p_phone=0.0, p_speed=0.0, gain_db=(0.0, 0.0),
+                        p_music_noise=1.0, music_snr_db=(10.0, 10.0))
+    other = np.sin(2 * np.pi * 1234.0 * np.arange(len(clip)) / SR).astype(np.float32)
+    out = degrade(clip, SR, np.random.default_rng(3), None, cfg, music=other)
+    added = out * max(1.0, float(np.abs(clip + 0.5 * other).max())) - clip  # undo the peak normalisation's scale
+    ratio_db = 10 * np.log10(signal_power(clip) / signal_power(added))
+    assert 6.0 < ratio_db < 16.0  # 10 dB, give or take the random EQ and normalisation
+    assert np.array_equal(degrade(clip, SR, np.random.default_rng(3), None, cfg),  # no song given: no interference
+                          degrade(clip, SR, np.random.default_rng(3), None, DegradeConfig(**{**cfg.to_dict(), "p_music_noise": 0.0})))
 
 
 def test_mask_spectrogram_keeps_shape_and_range():

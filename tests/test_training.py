@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from encoder.augment import DegradeConfig
 from encoder.checkpoint import load_checkpoint
 from encoder.features import FeatureConfig
 from encoder.model import EncoderNet, ModelConfig
@@ -46,6 +47,19 @@ def test_sampler_pairs_have_patch_shape_and_range():
     assert batch["anchor"].shape == batch["view"].shape == (3, 1, 64, 64)
     assert 0.0 <= float(batch["view"].min()) and float(batch["anchor"].max()) <= 1.0
     assert batch["label"].tolist() == [0, 0, 0]
+
+
+def test_sampler_interference_is_another_song():
+    tracks = [Track(synth_song(7, seconds=6.0), 0), Track(synth_song(8, seconds=5.0), 1), Track(synth_song(9, seconds=7.0), 1)]
+    cfg = TrainConfig(degrade=DegradeConfig(p_music_noise=1.0))
+    sampler = PairSampler(tracks, FeatureConfig(), cfg)
+    rng = np.random.default_rng(0)
+    for track in tracks * 3:
+        other = sampler._other_song(rng, track)
+        assert len(other) == sampler.span + 2 * sampler.shift
+        assert not np.shares_memory(other, track.samples)
+        assert any(np.shares_memory(other, t.samples) for t in tracks)
+    assert PairSampler(tracks, FeatureConfig(), TrainConfig())._other_song(rng, tracks[0]) is None  # off: no draw
 
 
 @pytest.mark.parametrize("variant", ["decoder", "classifier", "both+contrastive"])
