@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio import load_audio
-from .augment import DegradeConfig, degrade, mask_spectrogram
+from .augment import DegradeConfig, degrade, mask_spectrogram, pick_noise
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import AudioError, TuneprintError
 from .features import FeatureConfig, log_mel, normalize_patch
@@ -141,12 +141,8 @@ class PairSampler:
         """A random stretch of another training song, as interference (only drawn when that is on)."""
         if not self.cfg.degrade.p_music_noise or len(self.tracks) < 2:
             return None
-        other = track
-        while other is track:
-            other = self.tracks[rng.integers(len(self.tracks))]
-        n = min(len(other.samples), self.span + 2 * self.shift)
-        start = int(rng.integers(0, len(other.samples) - n + 1))
-        return other.samples[start : start + n]
+        others = [t.samples for t in self.tracks if t is not track]
+        return pick_noise(self.span + 2 * self.shift, rng, others)  # longer than the view: room for a speed change
 
     def batch(self, rng: np.random.Generator, size: int) -> dict[str, torch.Tensor]:
         anchors, views, labels = zip(*(self.example(rng) for _ in range(size)))
