@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from .errors import TooShortError, UnreadableAudioError
 
@@ -101,6 +100,8 @@ def _describe(source) -> str:
 
 
 def _read_soundfile(source) -> tuple[np.ndarray, int]:
+    import soundfile as sf  # here, not at the top: the encoder's other parts run where no codec is installed (an accelerator)
+
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
     data, native_sr = sf.read(handle, dtype="float32", always_2d=True)
     return data.mean(axis=1), int(native_sr)
