@@ -43,7 +43,12 @@ def pack(paths: list[str], features: FeatureConfig, min_frames: int, desc: str) 
         q, ref = quantize_db(db)
         qs.append(q), refs.append(ref), lengths.append(len(q)), kept.append(path)
     return {"q": np.concatenate(qs), "ref": np.array(refs, np.float32), "length": np.array(lengths, np.int64),
-            "paths": np.array([Path(p).name for p in kept])}
+            "paths": np.array([track_name(p) for p in kept])}
+
+
+def track_name(path: str) -> str:
+    """Folder and file name (``collection/file.ogg``): how evaluations recognise a training track."""
+    return f"{Path(path).parent.name}/{Path(path).name}"
 
 
 def main(argv=None) -> int:
@@ -61,13 +66,13 @@ def main(argv=None) -> int:
     arrays = {}
     for name in ("train", "val"):
         packed = pack([path for path, _ in parts[name]], features, features.patch_frames + 64, name)
-        label_of = dict((Path(path).name, label) for path, label in parts[name])
+        label_of = {track_name(path): label for path, label in parts[name]}
         packed["label"] = np.array([labels.index(label_of[n]) for n in packed["paths"]], np.int64)
         arrays.update({f"{name}_{k}": v for k, v in packed.items()})
     bank = sorted(str(f) for f in (args.corpus / "noise").iterdir())
     extra = sorted(str(f) for d in args.extra_noise for f in d.iterdir())
     noise = pack(bank + extra, features, 2, "noise")
-    is_extra = np.isin(noise["paths"], [Path(e).name for e in extra])
+    is_extra = np.isin(noise["paths"], [track_name(e) for e in extra])
     weight = np.ones(len(is_extra))
     if is_extra.any():  # the extra folders make up ``share`` of draws, as train_default.noise_paths does
         weight[is_extra] = args.extra_noise_share / is_extra.sum()

@@ -12,8 +12,8 @@ the NT-Xent term trains (clean anchor ↔ degraded view across the batch); the n
 over ``--minutes`` of wall time (or ``--max-steps``), so a run fits a fixed device budget.
 
 Writes ``--out``: ``metrics.csv`` (step, minutes, lr, loss, pairs/s, val loss, val top-1 among
-the val batch), ``config.json`` and the encoder in half precision, ``model.safetensors``, also
-cut into ``model.safetensors.partN`` of at most ``--part-mb`` MB when asked (for transfers that
+the val batch), ``loss.png``, ``config.json`` and the encoder in half precision, ``model.safetensors``, also
+cut into ``model.safetensors.partNN`` of at most ``--part-mb`` MB when asked (for transfers that
 cap file sizes; ``cat model.safetensors.part* > model.safetensors`` joins them).
 """
 from __future__ import annotations
@@ -44,6 +44,14 @@ def load_banks(pack: Path, device) -> tuple[MelBank, MelBank, MelBank]:
     return bank("train"), bank("val"), bank("noise", z["noise_weight"])
 
 
+def pack_provenance(pack: Path) -> dict:
+    """The pack's songs and labels, as encoder.training's config.json names them (evaluations read
+    ``train_tracks`` to leave training songs out)."""
+    z = np.load(pack)
+    return {"train_tracks": [str(p) for p in z["train_paths"]], "val_tracks": [str(p) for p in z["val_paths"]],
+            "labels": [str(label) for label in z["labels"]]}
+
+
 def embed(net, x: torch.Tensor, amp: bool) -> torch.Tensor:
     with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
         z = net.embed(x.contiguous(memory_format=torch.channels_last))
@@ -71,6 +79,32 @@ def save(net, features, out: Path, extra: dict, part_mb: float) -> None:
         for i in range(0, len(data), size):
             (out / f"model.safetensors.part{i // size:02d}").write_bytes(data[i : i + size])
         path.unlink()  # the parts are the copy that travels
+
+
+def plot(metrics: Path, out: Path) -> None:
+    """Training loss and val in-batch top-1 against minutes, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics) as f:
+        rows = list(csv.DictReader(f))
+    train = [(float(r["minutes"]), float(r["loss"])) for r in rows if r["loss"]]
+    val = [(float(r["minutes"]), float(r["val_loss"]), float(r["val_top1"])) for r in rows if r["val_loss"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax1.plot(*zip(*train), label="training NT-Xent (training songs)")
+    if val:
+        m, loss, top1 = zip(*val)
+        ax1.plot(m, loss, "o-", markersize=3, label="val NT-Xent (val songs)")
+        ax2.plot(m, top1, "s-", markersize=3, color="tab:green")
+    ax1.set(xlabel="minutes", ylabel="loss", yscale="log", title="loss")
+    ax1.legend()
+    ax2.set(xlabel="minutes", ylabel="top-1", title="val: degraded view → its clean patch, in-batch")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -110,7 +144,8 @@ def main(argv=None) -> int:
     (args.out / "config.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "views": cfg.to_dict(), "device": str(device),
          "gpu": torch.cuda.get_device_name() if amp else None, "torch": torch.__version__,
-         "train_songs": len(music.length), "val_songs": len(val_music.length), "noises": len(noise.length)}, indent=2))
+         "train_songs": len(music.length), "val_songs": len(val_music.length), "noises": len(noise.length),
+         **pack_provenance(args.pack)}, indent=2))
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     metrics = open(args.out / "metrics.csv", "w", newline="")
     writer = csv.DictWriter(metrics, ["step", "minutes", "lr", "loss", "pairs_per_s", "val_loss", "val_top1"])
@@ -163,6 +198,7 @@ def main(argv=None) -> int:
     save(net, loaded.features, args.out, {"step": step, "trained": "scripts/train_mel_gpu.py", "init": str(args.init),
                                           "batch_size": args.batch_size, "minutes": args.minutes, "views": cfg.to_dict(),
                                           "val_top1": round(val_top1, 4), "device": str(device)}, args.part_mb)
+    plot(args.out / "metrics.csv", args.out / "loss.png")
     log.info("done: %d steps in %.1f min; val loss %.4f, val top-1 %.4f", step, (time.perf_counter() - started) / 60,
              val_loss, val_top1)
     return 0

@@ -1,4 +1,6 @@
 """The mel-domain views (encoder/mel_views.py) and the accelerator trainer that uses them."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -115,8 +117,9 @@ def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path, monkey
     for name, seeds, seconds in (("train", [1, 2, 3], 8.0), ("val", [4, 5], 8.0), ("noise", [7, 8], 1.0)):
         packed = [quantize_db(log_mel(synth_song(s, seconds=seconds))) for s in seeds]
         arrays.update({f"{name}_q": np.concatenate([q for q, _ in packed]), f"{name}_ref": np.array([r for _, r in packed]),
-                       f"{name}_length": np.array([len(q) for q, _ in packed])})
-    arrays["noise_weight"] = np.ones(2)
+                       f"{name}_length": np.array([len(q) for q, _ in packed]),
+                       f"{name}_paths": np.array([f"synth/song{s:02d}.wav" for s in seeds])})
+    arrays.update(noise_weight=np.ones(2), labels=np.array(["synth"]))
     np.savez(tmp_path / "pack.npz", **arrays)
     out = tmp_path / "run"
     assert train_mel_gpu.main(["--pack", str(tmp_path / "pack.npz"), "--init", "seeded", "--out", str(out),
@@ -126,5 +129,8 @@ def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path, monkey
     joined.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("model.safetensors.part*"))))
     loaded = load_checkpoint(joined)
     assert loaded.meta["extra"]["step"] == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["train_tracks"] == ["synth/song01.wav", "synth/song02.wav", "synth/song03.wav"]
+    assert (out / "loss.png").stat().st_size > 0
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and rows[-1].split(",")[0] == "3"

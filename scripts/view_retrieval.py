@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""In-batch retrieval of degraded views on validation songs, for comparing encoders quickly.
+
+For each noise folder, ``--pairs`` (clean patch, degraded view) pairs are drawn from the val songs
+with the waveform degradations of encoder/augment.py (stage 4's settings: noise at −3–10 dB, 85 %
+recorded, reverb p 0.6 up to RT60 1.0 s, phone p 0.35, speed p 0.3; the same pairs for every
+model); each view's nearest clean patch among the batch must be its own. No library, no
+thresholds: a minute per model and noise folder, where a benchmark takes many.
+
+    python scripts/view_retrieval.py --model default --model runs/v7.safetensors \\
+        --noise-dir data/corpus/noise --noise-dir data/corpus/noise-heldout
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from encoder.audio import load_audio
+from encoder.augment import DegradeConfig
+from encoder.checkpoint import load_model
+from encoder.features import FeatureConfig
+from encoder.splits import read_manifest, split_songs
+from encoder.training import PairSampler, TrainConfig, load_tracks, retrieval_top1
+
+STAGE4_VIEWS = DegradeConfig(snr_db=(-3.0, 10.0), p_bank_noise=0.85, p_reverb=0.6, rt60_s=(0.2, 1.0))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    p.add_argument("--model", action="append", required=True, help="'default' or a checkpoint path; repeatable")
+    p.add_argument("--noise-dir", type=Path, action="append", required=True, help="repeatable")
+    p.add_argument("--pairs", type=int, default=384)
+    p.add_argument("--seed", type=int, default=12345)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    features = FeatureConfig()
+    tracks = load_tracks(split_songs(read_manifest(args.corpus))["val"], features, [])
+    nets = {spec: load_model(spec).net for spec in args.model}
+    results = {}
+    for folder in args.noise_dir:
+        noises = [load_audio(str(f), sr=features.sample_rate) for f in sorted(folder.iterdir())]
+        sampler = PairSampler(tracks, features, TrainConfig(degrade=STAGE4_VIEWS), noises)
+        batch = sampler.batch(np.random.default_rng(args.seed), args.pairs)
+        results[folder.name] = {spec: round(retrieval_top1(net, batch), 4) for spec, net in nets.items()}
+        print(json.dumps({folder.name: results[folder.name]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
