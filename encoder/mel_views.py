@@ -48,6 +48,8 @@ class MelViewConfig:
     speed: tuple[float, float] = (0.97, 1.03)
     shift_frames: float = 4.3  # the view starts up to this far from the anchor (±0.2 s)
     p_mask: float = 0.3
+    p_new_song: float = 0.0  # share of pairs whose song (anchor and view alike) is first played faster or slower:
+    new_song_rate: tuple[float, float] = (0.94, 1.06)  # a recording the network has not memorised
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -299,6 +301,8 @@ class MelPairs:
         room = (self.music.length[songs] - t - 2 * c).clamp_min(1)
         first = (torch.rand(b, generator=g, device=device) * room).long()  # region start; the anchor is at + c
         region = self.music.frames(songs, first, t + 2 * c)
+        if cfg.p_new_song:
+            region = self._new_songs(songs, first, region, g)
         anchor = to_patch(region[:, :, c : c + t], f)
 
         on = lambda p: torch.rand(b, generator=g, device=device) < p
@@ -321,6 +325,18 @@ class MelPairs:
         view = torch.where(on(cfg.p_phone)[:, None, None], phone(view, f, g), view)
         view = mask(to_patch(view, f), cfg.p_mask, g)
         return {"anchor": anchor[:, None], "view": view[:, None], "song": songs}
+
+    def _new_songs(self, songs: torch.Tensor, first: torch.Tensor, region: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Replace a ``p_new_song`` share of regions by the same music played ``new_song_rate`` times as
+        fast (tempo and pitch): on 73 songs the network memorises its training songs, and this makes
+        more of them."""
+        cfg, f, device = self.cfg, self.features, region.device
+        b, _, width = region.shape
+        rate = uniform(b, *cfg.new_song_rate, g, device)
+        wide = self.music.frames(songs, first, int(np.ceil(width * cfg.new_song_rate[1])) + 2)
+        warped = resample_view(wide, torch.zeros(b, device=device), width, rate, rate, f)
+        chosen = torch.rand(b, generator=g, device=device) < cfg.p_new_song
+        return torch.where(chosen[:, None, None], warped, region)
 
     def noise_patches(self, b: int, songs: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One noise patch per example, of the kind ``cfg.noise_mix`` draws; and which are another song."""

@@ -134,3 +134,17 @@ def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path, monkey
     assert (out / "loss.png").stat().st_size > 0
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and rows[-1].split(",")[0] == "3"
+
+
+def test_new_songs_warp_anchor_and_view_alike():
+    music = bank([1, 2], 10.0)
+    plain = MelPairs(music, bank([7], 1.0), MelViewConfig(p_noise=0, p_reverb=0, p_phone=0, p_speed=0, p_mask=0))
+    warped = MelPairs(music, bank([7], 1.0), MelViewConfig(p_noise=0, p_reverb=0, p_phone=0, p_speed=0, p_mask=0,
+                                                           p_new_song=1.0, new_song_rate=(1.05, 1.06)))
+    a = plain.batch(6, torch.Generator().manual_seed(5))
+    b = warped.batch(6, torch.Generator().manual_seed(5))
+    assert b["anchor"].shape == a["anchor"].shape and not torch.allclose(a["anchor"], b["anchor"], atol=1e-3)
+    # the view still matches its own (warped) anchor better than the unwarped one
+    own = (b["view"] - b["anchor"]).abs().mean()
+    other = (b["view"] - a["anchor"]).abs().mean()
+    assert float(own) < float(other)
