@@ -36,13 +36,14 @@ def main(argv=None) -> int:
     p.add_argument("--notes", type=Path, help="markdown appended under the table")
     p.add_argument("--out", type=Path, help="markdown file to write the section into")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--verify-weight", type=float, default=0.0,
-                   help="weight of the verified share in the evidence of verified clips (the library's verify_weight)")
+    p.add_argument("--verify-weight", type=float, nargs="+", default=[0.0], metavar="W",
+                   help="weight of the verified share in the evidence of verified clips (the library's verify_weight); "
+                        "two values: the base model's, then the new one's (each model's own calibration)")
     args = p.parse_args(argv)
     (base_name, base), (new_name, new) = (split_spec(s) for s in (args.base, args.new))
     sets = [s.partition(":")[::2] for s in args.sets]
-    rows = [compare(label or name, load(base.format(name)), load(new.format(name)), args.verify_weight)
-            for name, label in sets]
+    weights = (args.verify_weight * 2)[:2]
+    rows = [compare(label or name, load(base.format(name)), load(new.format(name)), *weights) for name, label in sets]
     if args.json:
         print(json.dumps(rows, indent=2))
     body = table(rows, base_name, new_name)
@@ -74,13 +75,14 @@ def rate(clips: list[dict], hit) -> float:
     return 100.0 * sum(map(hit, clips)) / max(1, len(clips))
 
 
-def compare(name: str, base: dict, new: dict, verify_weight: float = 0.0) -> dict:
-    """Figures of both models on the clips both JSONs hold."""
+def compare(name: str, base: dict, new: dict, base_weight: float = 0.0, new_weight: float | None = None) -> dict:
+    """Figures of both models on the clips both JSONs hold; each model's oracle uses its own verify weight."""
     shared = [k for k in base if k in new]
     if not shared:
         raise SystemExit(f"{name}: the two JSONs share no clip (different clip seeds?)")
     identified = lambda c: c["match"] == c["truth"]  # noqa: E731
     row = {"set": name, "clips": len(shared)}
+    weights = {"base": base_weight, "new": base_weight if new_weight is None else new_weight}
     for label, runs in (("base", base), ("new", new)):
         pick = lambda cond, member=True: [runs[k] for k in shared if k[1] == cond and k[3] == member]  # noqa: E731
         row[label] = {
@@ -90,7 +92,7 @@ def compare(name: str, base: dict, new: dict, verify_weight: float = 0.0) -> dic
             "phone_identified": rate(pick("phone"), identified),
             "outsiders_unknown": rate([runs[k] for k in shared if not k[3]], lambda c: c["match"] is None),
             "noise_identified_oracle_90": oracle_hits(pick("noise"), [runs[k] for k in shared if not k[3]],
-                                                      verify_weight=verify_weight),
+                                                      verify_weight=weights[label]),
         }
     noisy = [k for k in shared if k[1] == "noise" and k[3]]
     row["noise_only_base"] = sum(identified(base[k]) and not identified(new[k]) for k in noisy)

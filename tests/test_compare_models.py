@@ -70,3 +70,16 @@ def test_oracle_threshold_is_on_the_evidence_for_verified_clips():
     assert compare_models.oracle_hits(members, outsiders) == pytest.approx(50.0)  # on similarity: 0.78 passes
     assert compare_models.oracle_hits(members, outsiders, verify_weight=0.4) == pytest.approx(50.0)  # 1.06 passes
     assert compare_models.decision_value(members[0], 0.4) == pytest.approx(1.06)
+
+
+def test_each_model_oracle_uses_its_own_verify_weight(tmp_path):
+    def clips(verified: float) -> list[dict]:
+        members = [dict(clip(i, "noise", True, "a", "a"), top_similarity=0.6, top_verified=verified) for i in range(2)]
+        outsiders = [dict(clip(10 + i, "clean", False, "o", None, top="x"), top_similarity=s, top_verified=0.0)
+                     for i, s in enumerate(np.linspace(0.5, 0.8, 11))]
+        return members + outsiders
+
+    base = compare_models.load(write(tmp_path / "b.json", clips(1.0)))
+    new = compare_models.load(write(tmp_path / "n.json", clips(1.0)))
+    row = compare_models.compare("set", base, new, 0.0, 0.5)  # members' evidence: 0.6 (base) and 1.1 (new)
+    assert row["base"]["noise_identified_oracle_90"] == 0 and row["new"]["noise_identified_oracle_90"] == 100
