@@ -9,7 +9,7 @@ phones on mel *power* spectrograms, batched, on whatever device the tensors live
 - a room smears each band's power with an exponential tail (:func:`reverb`);
 - speed changes scale time and frequency together (:func:`resample_view`, which also places the view
   a fraction of a frame off the anchor);
-- a phone keeps 300–3400 Hz and nothing above 4 kHz; its codec drops quiet cells (:func:`phone`);
+- a phone keeps 300–3400 Hz and nothing above 4 kHz; its codec errs by a few dB per cell (:func:`phone`);
 - new noises are recorded ones re-shaped (rate, EQ), coloured noise, pitched sounds synthesized in
   the mel domain (:func:`tonal_noise`), or another song.
 
@@ -20,6 +20,7 @@ it is the clean log-mel the index stores.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -97,6 +98,12 @@ def reverb(power: torch.Tensor, rt60_s: torch.Tensor, drr_db: torch.Tensor, fram
     return out.clamp_min(POWER_FLOOR)
 
 
+@lru_cache(maxsize=8)
+def band_hz(features: FeatureConfig, device) -> torch.Tensor:
+    """Each mel band's centre frequency on ``device`` [shape=(n_mels,)]; made once, used every batch."""
+    return torch.tensor(mel_band_centres(features), dtype=torch.float32, device=device)
+
+
 def _band_position(hz: torch.Tensor, features: FeatureConfig) -> torch.Tensor:
     """Where frequencies ``hz`` fall on the band axis, as fractional band indices (Slaney mel is
     linear below 1 kHz, logarithmic above; band centres are equally spaced in mel)."""
@@ -117,7 +124,7 @@ def resample_view(region: torch.Tensor, start: torch.Tensor, frames: int, time_r
     device = region.device
     t = start[:, None] + torch.arange(frames, device=device)[None, :] * time_rate[:, None]  # (B, T)
     x = 2.0 * t / (w - 1) - 1.0
-    hz = torch.tensor(mel_band_centres(features), dtype=torch.float32, device=device)
+    hz = band_hz(features, device)
     y = _band_position(hz[None, :] / freq_ratio[:, None], features)  # (B, M): fractional band of each source frequency
     y = 2.0 * y / (m - 1) - 1.0
     grid = torch.stack([x[:, None, :].expand(b, m, frames), y[:, :, None].expand(b, m, frames)], dim=-1)
@@ -137,7 +144,7 @@ def coloured_noise(b: int, features: FeatureConfig, frames: int, g: torch.Genera
                    bins_per_band: torch.Tensor) -> torch.Tensor:
     """White to brown noise (power ∝ f^−e, e in [0, 2]), with each cell's power fluctuating as the
     FFT bins it sums do, and a slow random swell."""
-    hz = torch.tensor(mel_band_centres(features), dtype=torch.float32, device=device)
+    hz = band_hz(features, device)
     e = uniform((b, 1, 1), 0.0, 2.0, g, device)
     shape = (hz[None, :, None] / 1000.0) ** (-e)
     dof = bins_per_band[None, :, None].clamp_min(1.0)
@@ -208,7 +215,7 @@ def phone(power: torch.Tensor, features: FeatureConfig, g: torch.Generator) -> t
     Fitted to encoder.augment.phone (pedalboard filters, MP3/GSM at 8 kHz) on val songs: −11 dB at
     50 Hz, −2 dB at 3.1 kHz, −20 dB at 3.8 kHz; coded cells are within −5…+4 dB of the uncoded ones.
     """
-    hz = torch.tensor(mel_band_centres(features), dtype=torch.float32, device=power.device)
+    hz = band_hz(features, power.device)
     response = 1.0 / (1.0 + (300.0 / hz) ** 2) / (1.0 + (hz / 3400.0) ** 2)
     response = response * torch.where(hz < 3700.0, 1.0, 0.01) * (hz < 4000.0) + POWER_FLOOR
     b = power.shape[0]
@@ -253,7 +260,8 @@ def quantize_db(db: np.ndarray) -> tuple[np.ndarray, float]:
 @dataclass
 class MelBank:
     """Many spectrograms end to end on one device: ``db[start[i] : start[i] + length[i]]`` is file i,
-    frames × bands, in dB; ``weight`` is how often a draw picks each file."""
+    frames × bands, in dB; ``weight`` is how often a draw picks each file (in proportion to its length
+    unless given)."""
     db: torch.Tensor  # (frames, n_mels), float16
     start: torch.Tensor  # (files,), int64
     length: torch.Tensor  # (files,), int64
@@ -265,7 +273,7 @@ class MelBank:
         start = torch.cumsum(length_t, 0) - length_t
         per_frame_ref = torch.repeat_interleave(torch.as_tensor(ref, dtype=torch.float32), length_t)
         db = torch.as_tensor(q).float() * QUANT_STEP_DB + per_frame_ref[:, None]
-        w = torch.as_tensor(weight if weight is not None else np.ones(len(length)), dtype=torch.float32)
+        w = torch.as_tensor(weight, dtype=torch.float32) if weight is not None else length_t.float()
         return cls(db.half().to(device), start.to(device), length_t.to(device), (w / w.sum()).to(device))
 
     def draw(self, b: int, g: torch.Generator) -> torch.Tensor:
@@ -292,12 +300,11 @@ class MelPairs:
         device = music.db.device
         self.bins = bins_per_band(features, device)
         self.table = tone_table(features, device)
-        self.music_weight = music.length.float() / music.length.sum()
 
     def batch(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         cfg, f, device = self.cfg, self.features, self.music.db.device
         t, c = f.patch_frames, self.context
-        songs = torch.multinomial(self.music_weight, b, replacement=True, generator=g)
+        songs = self.music.draw(b, g)
         room = (self.music.length[songs] - t - 2 * c).clamp_min(1)
         first = (torch.rand(b, generator=g, device=device) * room).long()  # region start; the anchor is at + c
         region = self.music.frames(songs, first, t + 2 * c)
@@ -342,6 +349,7 @@ class MelPairs:
         """One noise patch per example, of the kind ``cfg.noise_mix`` draws; and which are another song."""
         cfg, f, device = self.cfg, self.features, self.music.db.device
         t = f.patch_frames
+        # every kind is made for the whole batch and one picked per example: cheap on a GPU, no ragged batches
         kind = torch.multinomial(torch.tensor(cfg.noise_mix, dtype=torch.float32, device=device), b, replacement=True, generator=g)
         # recorded sounds, often re-shaped: played faster or slower (pitch with it) and re-equalised
         files = self.noise.draw(b, g)

@@ -201,8 +201,12 @@ def losses(net: EncoderNet, batch: dict[str, torch.Tensor], cfg: TrainConfig) ->
 def retrieval_top1(net: EncoderNet, batch: dict[str, torch.Tensor]) -> float:
     """Share of degraded views whose nearest clean anchor (among the batch) is their own."""
     with torch.no_grad():
-        a, v = net.embed(batch["anchor"]), net.embed(batch["view"])
-    return float((torch.argmax(v @ a.T, dim=1) == torch.arange(len(v), device=v.device)).float().mean())
+        return in_batch_top1(net.embed(batch["anchor"]), net.embed(batch["view"]))
+
+
+def in_batch_top1(anchors: torch.Tensor, views: torch.Tensor) -> float:
+    """Share of ``views[i]`` whose most similar row of ``anchors`` is ``anchors[i]`` (unit vectors)."""
+    return float((torch.argmax(views @ anchors.T, dim=1) == torch.arange(len(views), device=views.device)).float().mean())
 
 
 def resolve_device(name: str) -> torch.device:

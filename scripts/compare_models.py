@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     (base_name, base), (new_name, new) = (split_spec(s) for s in (args.base, args.new))
     sets = [s.partition(":")[::2] for s in args.sets]
-    weights = (args.verify_weight * 2)[:2]
+    if len(args.verify_weight) > 2:
+        raise SystemExit("--verify-weight takes one weight (both models) or two (base, new)")
+    weights = args.verify_weight[:1] + args.verify_weight[-1:]  # one value serves both
     rows = [compare(label or name, load(base.format(name)), load(new.format(name)), *weights) for name, label in sets]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -75,14 +77,14 @@ def rate(clips: list[dict], hit) -> float:
     return 100.0 * sum(map(hit, clips)) / max(1, len(clips))
 
 
-def compare(name: str, base: dict, new: dict, base_weight: float = 0.0, new_weight: float | None = None) -> dict:
+def compare(name: str, base: dict, new: dict, base_weight: float = 0.0, new_weight: float = 0.0) -> dict:
     """Figures of both models on the clips both JSONs hold; each model's oracle uses its own verify weight."""
     shared = [k for k in base if k in new]
     if not shared:
         raise SystemExit(f"{name}: the two JSONs share no clip (different clip seeds?)")
     identified = lambda c: c["match"] == c["truth"]  # noqa: E731
     row = {"set": name, "clips": len(shared)}
-    weights = {"base": base_weight, "new": base_weight if new_weight is None else new_weight}
+    weights = {"base": base_weight, "new": new_weight}
     for label, runs in (("base", base), ("new", new)):
         pick = lambda cond, member=True: [runs[k] for k in shared if k[1] == cond and k[3] == member]  # noqa: E731
         row[label] = {

@@ -33,23 +33,20 @@ import torch
 
 from encoder.checkpoint import DEFAULT_WEIGHTS, load_model, save_checkpoint
 from encoder.mel_views import MelBank, MelPairs, MelViewConfig
-from encoder.training import nt_xent
+from encoder.training import in_batch_top1, nt_xent
 
 log = logging.getLogger("train_mel_gpu")
 
 
-def load_banks(pack: Path, device) -> tuple[MelBank, MelBank, MelBank]:
+def load_pack(pack: Path, device) -> tuple[MelBank, MelBank, MelBank, dict]:
+    """The training, val and noise banks of a pack (scripts/pack_mel_corpus.py), and its songs and
+    labels as encoder.training's config.json names them (evaluations read ``train_tracks`` to leave
+    training songs out)."""
     z = np.load(pack)
     bank = lambda name, weight=None: MelBank.from_packed(z[f"{name}_q"], z[f"{name}_ref"], z[f"{name}_length"], weight, device)
-    return bank("train"), bank("val"), bank("noise", z["noise_weight"])
-
-
-def pack_provenance(pack: Path) -> dict:
-    """The pack's songs and labels, as encoder.training's config.json names them (evaluations read
-    ``train_tracks`` to leave training songs out)."""
-    z = np.load(pack)
-    return {"train_tracks": [str(p) for p in z["train_paths"]], "val_tracks": [str(p) for p in z["val_paths"]],
-            "labels": [str(label) for label in z["labels"]]}
+    provenance = {"train_tracks": [str(p) for p in z["train_paths"]], "val_tracks": [str(p) for p in z["val_paths"]],
+                  "labels": [str(label) for label in z["labels"]]}
+    return bank("train"), bank("val"), bank("noise", z["noise_weight"]), provenance
 
 
 def embed(net, x: torch.Tensor, amp: bool) -> torch.Tensor:
@@ -65,7 +62,7 @@ def evaluate(net, val: dict[str, torch.Tensor], temperature: float, amp: bool, c
         a = torch.cat([embed(net, val["anchor"][i : i + chunk], amp) for i in range(0, len(val["anchor"]), chunk)])
         v = torch.cat([embed(net, val["view"][i : i + chunk], amp) for i in range(0, len(val["view"]), chunk)])
         loss = float(nt_xent(a, v, temperature))
-        top1 = float((torch.argmax(v @ a.T, dim=1) == torch.arange(len(v), device=v.device)).float().mean())
+        top1 = in_batch_top1(a, v)
     net.train()
     return loss, top1
 
@@ -140,7 +137,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(args.init)
     net = loaded.net.to(device).to(memory_format=torch.channels_last).train()
-    music, val_music, noise = load_banks(args.pack, device)
+    music, val_music, noise, provenance = load_pack(args.pack, device)
     cfg = replace(MelViewConfig(), p_new_song=args.p_new_song, snr_db=tuple(args.snr), p_second_noise=args.p_second_noise)
     pairs, val_pairs = MelPairs(music, noise, cfg, loaded.features), MelPairs(val_music, noise, cfg, loaded.features)
     g = torch.Generator(device=device).manual_seed(args.seed)
@@ -149,7 +146,7 @@ def main(argv=None) -> int:
         {"args": {k: str(v) for k, v in vars(args).items()}, "views": cfg.to_dict(), "device": str(device),
          "gpu": torch.cuda.get_device_name() if amp else None, "torch": torch.__version__,
          "train_songs": len(music.length), "val_songs": len(val_music.length), "noises": len(noise.length),
-         **pack_provenance(args.pack)}, indent=2))
+         **provenance}, indent=2))
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     metrics = open(args.out / "metrics.csv", "w", newline="")
     writer = csv.DictWriter(metrics, ["step", "minutes", "lr", "loss", "pairs_per_s", "val_loss", "val_top1"])
