@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TooShortError, UnreadableAudioError
+from tuneprint.errors import TooShortError, UnreadableAudioError
 
 log = logging.getLogger(__name__)
 

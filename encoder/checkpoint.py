@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from tuneprint.errors import CheckpointError
 from .features import FeatureConfig
 from .model import EncoderNet, ModelConfig
 

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft
 
 from .audio import SAMPLE_RATE
-from .errors import SilentAudioError, TooShortError
+from tuneprint.errors import SilentAudioError, TooShortError
 
 
 @dataclass(frozen=True)

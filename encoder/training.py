@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .audio import load_audio
 from .augment import DegradeConfig, degrade, mask_spectrogram, pick_noise
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import AudioError, TuneprintError
+from tuneprint.errors import AudioError, TuneprintError
 from .features import FeatureConfig, log_mel, normalize_patch
 from .model import EncoderNet, ModelConfig
 

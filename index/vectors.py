@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from encoder.errors import MismatchError
+from tuneprint.errors import MismatchError
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from encoder.features import FeatureConfig, mel_band_centres
-from index.vote import SongVote, VoteConfig, rank_verified
+from tuneprint.encoder.features import FeatureConfig, mel_band_centres
+from tuneprint.index.vote import SongVote, VoteConfig, rank_verified
 
 
 @dataclass(frozen=True)

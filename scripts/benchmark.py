@@ -30,11 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import write_section  # noqa: E402
 
-from encoder.audio import load_audio  # noqa: E402
-from encoder.augment import CONDITIONS, apply_condition  # noqa: E402
-from encoder.splits import read_manifest, song_unit, split_songs  # noqa: E402
-from index.vectors import IndexConfig  # noqa: E402
-from server.library import Library, LibrarySettings  # noqa: E402
+from tuneprint.encoder.audio import load_audio  # noqa: E402
+from tuneprint.encoder.augment import CONDITIONS, apply_condition  # noqa: E402
+from tuneprint.encoder.splits import read_manifest, song_unit, split_songs  # noqa: E402
+from tuneprint.index.vectors import IndexConfig  # noqa: E402
+from tuneprint.server.library import Library, LibrarySettings  # noqa: E402
 
 log = logging.getLogger("benchmark")
 

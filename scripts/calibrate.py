@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.audio import load_audio
-from encoder.augment import apply_condition
-from encoder.checkpoint import update_checkpoint_extra
-from encoder.splits import read_manifest, song_unit, split_songs
-from index.verify import verify
-from index.vote import VoteConfig, decide, impostor_slope, rank_verified, vote_songs
-from server.library import Library, LibrarySettings
+from tuneprint.encoder.audio import load_audio
+from tuneprint.encoder.augment import apply_condition
+from tuneprint.encoder.checkpoint import update_checkpoint_extra
+from tuneprint.encoder.splits import read_manifest, song_unit, split_songs
+from tuneprint.index.verify import verify
+from tuneprint.index.vote import VoteConfig, decide, impostor_slope, rank_verified, vote_songs
+from tuneprint.server.library import Library, LibrarySettings
 
 log = logging.getLogger("calibrate")
 CONDITIONS = ("clean", "noise", "phone", "reverb")  # what the shipped calibration used

@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import write_section  # noqa: E402
 from benchmark import held_out_songs, hit_rates, identify_clips  # noqa: E402
 
-from encoder.embeddings import Embeddings  # noqa: E402
-from encoder.splits import UNSEEN_LABELS, read_manifest, split_songs  # noqa: E402
-from encoder.training import TrainConfig, train  # noqa: E402
-from index.vote import VoteConfig  # noqa: E402
-from server.library import Library, LibrarySettings  # noqa: E402
+from tuneprint.encoder.embeddings import Embeddings  # noqa: E402
+from tuneprint.encoder.splits import UNSEEN_LABELS, read_manifest, split_songs  # noqa: E402
+from tuneprint.encoder.training import TrainConfig, train  # noqa: E402
+from tuneprint.index.vote import VoteConfig  # noqa: E402
+from tuneprint.server.library import Library, LibrarySettings  # noqa: E402
 
 log = logging.getLogger("compare_variants")
 VARIANTS = ("decoder", "classifier", "both", "both+contrastive")

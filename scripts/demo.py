@@ -21,9 +21,9 @@ import soundfile as sf
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from encoder.audio import load_audio  # noqa: E402
-from encoder.augment import mix_at_snr, phone, reverb  # noqa: E402
-from encoder.splits import read_manifest  # noqa: E402
+from tuneprint.encoder.audio import load_audio  # noqa: E402
+from tuneprint.encoder.augment import mix_at_snr, phone, reverb  # noqa: E402
+from tuneprint.encoder.splits import read_manifest  # noqa: E402
 
 SR = 22050
 
@@ -40,8 +40,8 @@ def tuneprint(*args: str) -> None:
 
 def encoder_changed(root: Path) -> bool:
     """Whether ``root`` is a library embedded with another encoder (or calibration) than the shipped one."""
-    from encoder.errors import MismatchError
-    from server.library import Library
+    from tuneprint.errors import MismatchError
+    from tuneprint.server.library import Library
 
     if not (root / "settings.json").is_file():
         return False

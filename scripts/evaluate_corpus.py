@@ -22,12 +22,12 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from encoder.errors import MismatchError
-from encoder.splits import UNSEEN_LABELS, read_manifest, song_unit
-from server.evaluation import EvalConfig, evaluate
-from server.eval_identification import ClipConfig
-from server.library import Library, LibrarySettings
-from server.search_timing import TimingConfig
+from tuneprint.errors import MismatchError
+from tuneprint.encoder.splits import UNSEEN_LABELS, read_manifest, song_unit
+from tuneprint.server.evaluation import EvalConfig, evaluate
+from tuneprint.server.eval_identification import ClipConfig
+from tuneprint.server.library import Library, LibrarySettings
+from tuneprint.server.search_timing import TimingConfig
 
 log = logging.getLogger("evaluate_corpus")
 
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 
 def training_checkpoint(model: str) -> Path:
     """The full checkpoint (with the classifier head) of the run that trained ``model``."""
-    from encoder.checkpoint import load_model
+    from tuneprint.encoder.checkpoint import load_model
 
     run = (load_model(model).meta or {}).get("extra", {}).get("run")
     return Path(run or "runs/default") / "model.safetensors"

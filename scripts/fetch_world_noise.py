@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from encoder.audio import load_audio
+from tuneprint.encoder.audio import load_audio
 from fetch_corpus import MAX_NOISE_SECONDS, download, duration, extract, package_root, write_atomically
 from make_babble import crowd, excerpt
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 # -- the server -------------------------------------------------------------------------
 def start_server(library: Path, threads: int) -> tuple[subprocess.Popen, str]:
     exe = Path(sys.executable).with_name("tuneprint")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tuneprint.server.cli"]
     proc = subprocess.Popen([*cmd, "serve", "--library", str(library), "--port", "0", "--threads", str(threads)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     found: queue.Queue[str] = queue.Queue()
@@ -127,7 +127,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 # -- clips ------------------------------------------------------------------------------
 def make_clips(url: str, n: int, seconds: float, seed: int) -> list[tuple[str, bytes]]:
     """``n`` WAV clips (song id, bytes) cut at random from the library's tracks."""
-    from encoder.audio import load_audio
+    from tuneprint.encoder.audio import load_audio
 
     tracks, offset = [], 0
     while True:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from encoder.audio import load_audio
+from tuneprint.encoder.audio import load_audio
 from fetch_corpus import write_atomically
 
 log = logging.getLogger("make_babble")

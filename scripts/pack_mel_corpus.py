@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from encoder.audio import load_audio
-from encoder.errors import AudioError
-from encoder.features import FeatureConfig, log_mel
-from encoder.mel_views import quantize_db
-from encoder.splits import read_manifest, split_songs
+from tuneprint.encoder.audio import load_audio
+from tuneprint.errors import AudioError
+from tuneprint.encoder.features import FeatureConfig, log_mel
+from tuneprint.encoder.mel_views import quantize_db
+from tuneprint.encoder.splits import read_manifest, split_songs
 
 log = logging.getLogger("pack_mel_corpus")
 

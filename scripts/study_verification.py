@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-from encoder.audio import load_audio
-from encoder.augment import apply_condition, tonal_noise
-from encoder.splits import read_manifest, song_unit, split_songs
-from index.verify import VerifyConfig, band_mask, explained_share, fitted_gain_db
-from index.vote import vote_songs
-from server.library import Library, LibrarySettings
+from tuneprint.encoder.audio import load_audio
+from tuneprint.encoder.augment import apply_condition, tonal_noise
+from tuneprint.encoder.splits import read_manifest, song_unit, split_songs
+from tuneprint.index.verify import VerifyConfig, band_mask, explained_share, fitted_gain_db
+from tuneprint.index.vote import vote_songs
+from tuneprint.server.library import Library, LibrarySettings
 
 CONDITIONS = ("clean", "noise", "tonal", "phone", "reverb")
 VC = VerifyConfig()

@@ -17,10 +17,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from encoder.augment import DegradeConfig
-from encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint
-from encoder.splits import read_manifest, split_songs
-from encoder.training import TrainConfig, train
+from tuneprint.encoder.augment import DegradeConfig
+from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint
+from tuneprint.encoder.splits import read_manifest, split_songs
+from tuneprint.encoder.training import TrainConfig, train
 
 
 def main(argv=None) -> int:

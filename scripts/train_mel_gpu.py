@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from encoder.checkpoint import DEFAULT_WEIGHTS, load_model, save_checkpoint
-from encoder.mel_views import MelBank, MelPairs, MelViewConfig
-from encoder.training import in_batch_top1, nt_xent
+from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS, load_model, save_checkpoint
+from tuneprint.encoder.mel_views import MelBank, MelPairs, MelViewConfig
+from tuneprint.encoder.training import in_batch_top1, nt_xent
 
 log = logging.getLogger("train_mel_gpu")
 

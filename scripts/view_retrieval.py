@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.audio import load_audio
-from encoder.augment import DegradeConfig
-from encoder.checkpoint import load_model
-from encoder.features import FeatureConfig
-from encoder.splits import read_manifest, split_songs
-from encoder.training import PairSampler, TrainConfig, load_tracks, retrieval_top1
+from tuneprint.encoder.audio import load_audio
+from tuneprint.encoder.augment import DegradeConfig
+from tuneprint.encoder.checkpoint import load_model
+from tuneprint.encoder.features import FeatureConfig
+from tuneprint.encoder.splits import read_manifest, split_songs
+from tuneprint.encoder.training import PairSampler, TrainConfig, load_tracks, retrieval_top1
 
 STAGE4_VIEWS = DegradeConfig(snr_db=(-3.0, 10.0), p_bank_noise=0.85, p_reverb=0.6, rt60_s=(0.2, 1.0))
 

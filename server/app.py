@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from encoder.audio import load_audio
-from encoder.errors import (AudioError, CheckpointError, LibraryError, MismatchError, NotFoundError,
+from tuneprint.encoder.audio import load_audio
+from tuneprint.errors import (AudioError, CheckpointError, LibraryError, MismatchError, NotFoundError,
                             SilentAudioError, TooShortError, TuneprintError, UnreadableAudioError)
 
 if TYPE_CHECKING:  # the library pulls in torch: it is imported when an app is made, not here
-    from server.library import Library
+    from tuneprint.server.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def create_app(library=None, *, library_path: str | os.PathLike | None = None, t
     if library is None:  # opened here, so the caller closes it: app.extensions["tuneprint"].library.close()
         if not app.config["TUNEPRINT_LIBRARY"]:
             raise ValueError("create_app needs a library or a library_path")
-        from server.library import Library
+        from tuneprint.server.library import Library
 
         library = Library.open(app.config["TUNEPRINT_LIBRARY"])
     app.extensions["tuneprint"] = Service(library, threading.Lock())
@@ -333,7 +333,7 @@ def add_track():
     data, name = _upload()
     labels = sorted({label.strip() for label in request.form.getlist("label") if label.strip()})
     lib = _library()
-    from encoder.features import audio_to_patches  # librosa: imported on use, not by `tuneprint --help`
+    from tuneprint.encoder.features import audio_to_patches  # librosa: imported on use, not by `tuneprint --help`
 
     # Check here, for a precise 4xx (unreadable, too short, silent); the library decodes the file again.
     y = load_audio(data, sr=lib.features.sample_rate, min_seconds=lib.features.patch_seconds)
@@ -581,7 +581,7 @@ def add_cli(command) -> None:
 def cmd_serve(args) -> int:
     from waitress import create_server
 
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     if args.max_upload_mb <= 0 or args.threads < 1:
         print("tuneprint serve: error: --max-upload-mb must be > 0 and --threads >= 1", file=sys.stderr)

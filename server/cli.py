@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from encoder.errors import AudioError, LibraryError, TuneprintError
+from tuneprint.errors import AudioError, LibraryError, TuneprintError
 
 log = logging.getLogger("tuneprint")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_LIBRARY = 0, 1, 2, 3
 # Modules that define `add_cli(command)`, where `command(name, help, run)` returns an
 # argparse parser that already has --library and --verbose.
-PLUGGED_COMMANDS = ("server.train", "server.evaluation", "server.app")
+PLUGGED_COMMANDS = ("tuneprint.server.train", "tuneprint.server.evaluation", "tuneprint.server.app")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------------
 def cmd_add(args) -> int:
-    from server.library import Library, LibrarySettings, find_audio_files
-    from index.vectors import IndexConfig
+    from tuneprint.server.library import Library, LibrarySettings, find_audio_files
+    from tuneprint.index.vectors import IndexConfig
 
     try:
         labels = _read_label_csv(args.labels) if args.labels else {}
@@ -165,7 +165,7 @@ def cmd_genre(args) -> int:
 
 
 def cmd_similar(args) -> int:
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     if (args.clip is None) == (args.track is None):
         print("tuneprint similar: error: give a CLIP or --track SONG_ID (one of them)", file=sys.stderr)
@@ -182,7 +182,7 @@ def cmd_similar(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     with Library.open(args.library) as lib:
         stats = lib.stats()
@@ -202,7 +202,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_tracks(args) -> int:
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     with Library.open(args.library) as lib:
         for song in lib.tracks():
@@ -212,7 +212,7 @@ def cmd_tracks(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     status = EXIT_OK
     with Library.open(args.library) as lib:
@@ -228,7 +228,7 @@ def cmd_remove(args) -> int:
 
 def cmd_reindex(args) -> int:
     from tqdm import tqdm
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     with Library.open(args.library, check_model=False) as lib:
         with tqdm(total=len(lib.tracks()), unit="song", desc="re-embedding", disable=None, file=sys.stderr) as bar:
@@ -240,7 +240,7 @@ def cmd_reindex(args) -> int:
 # -- helpers ----------------------------------------------------------------------------
 def _per_clip(args, clips, answer) -> int:
     """Answer each clip; a bad clip is reported on stderr and the others are still answered."""
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     status = EXIT_OK
     with Library.open(args.library) as lib:

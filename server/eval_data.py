@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.splits import song_unit
-from index.catalog import Song
+from tuneprint.encoder.splits import song_unit
+from tuneprint.index.catalog import Song
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def _library_checkpoint(lib) -> Path | None:
     if spec in ("seeded",):
         return None
     if spec in ("default", "", None):
-        from encoder.checkpoint import DEFAULT_WEIGHTS
+        from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS
 
         return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
     path = Path(spec)

@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_factor
-from encoder.errors import AudioError
-from encoder.features import audio_to_patches_and_spectrogram
-from index.vectors import IndexConfig, create_index
-from index.verify import verify_and_rank
-from index.vote import VoteConfig, decide, vote_songs
+from tuneprint.encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_factor
+from tuneprint.errors import AudioError
+from tuneprint.encoder.features import audio_to_patches_and_spectrogram
+from tuneprint.index.vectors import IndexConfig, create_index
+from tuneprint.index.verify import verify_and_rank
+from tuneprint.index.vote import VoteConfig, decide, vote_songs
 
 from .eval_data import EvalSplit, Snippets, song_rng
 from .eval_labels import Standardizer, exact_neighbours, mfcc_stats

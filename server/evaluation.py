@@ -1,7 +1,7 @@
 """`tuneprint evaluate`: how well a library works on its own music, as the seeds report it.
 
-    from server.library import Library
-    from server.evaluation import EvalConfig, evaluate
+    from tuneprint.server.library import Library
+    from tuneprint.server.evaluation import EvalConfig, evaluate
 
     with Library.open("my-library") as lib:
         report = evaluate(lib, EvalConfig(holdout=0.2), out_dir="my-library/evaluation")
@@ -35,9 +35,9 @@ from typing import Callable
 
 import numpy as np
 
-from encoder.audio import AUDIO_EXTENSIONS, load_audio
-from encoder.errors import AudioError, CheckpointError
-from encoder.features import audio_to_patches
+from tuneprint.encoder.audio import AUDIO_EXTENSIONS, load_audio
+from tuneprint.errors import AudioError, CheckpointError
+from tuneprint.encoder.features import audio_to_patches
 
 from .eval_data import (Provenance, checkpoint_provenance, find_provenance, load_snippets, plan_split,
                         subtrack_rows)
@@ -303,7 +303,7 @@ def classifier_head(lib, cfg: EvalConfig, provenance: Provenance) -> dict:
     net = lib.embedder.net if getattr(lib.embedder.net, "classifier", None) is not None else None
     labels, source, trained = provenance.seen_labels, "the library's encoder", provenance
     if cfg.classifier:
-        from encoder.checkpoint import load_checkpoint
+        from tuneprint.encoder.checkpoint import load_checkpoint
 
         try:
             loaded = load_checkpoint(cfg.classifier)
@@ -441,7 +441,7 @@ def run_cli(args) -> int:
 
     from tqdm import tqdm
 
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     if not 0.0 <= args.holdout < 1.0:
         print("tuneprint evaluate: error: --holdout must be in [0, 1)", file=sys.stderr)

@@ -24,15 +24,15 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from encoder.audio import AUDIO_EXTENSIONS, load_audio, read_tags
-from encoder.checkpoint import LoadedModel, load_model
-from encoder.embeddings import Embedder, Embeddings
-from encoder.features import log_mel
-from encoder.errors import AudioError, LibraryError, MismatchError, NotFoundError
-from index.catalog import Catalog, Song
-from index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
-from index.verify import verify_and_rank
-from index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
+from tuneprint.encoder.audio import AUDIO_EXTENSIONS, load_audio, read_tags
+from tuneprint.encoder.checkpoint import LoadedModel, load_model
+from tuneprint.encoder.embeddings import Embedder, Embeddings
+from tuneprint.encoder.features import log_mel
+from tuneprint.errors import AudioError, LibraryError, MismatchError, NotFoundError
+from tuneprint.index.catalog import Catalog, Song
+from tuneprint.index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
+from tuneprint.index.verify import verify_and_rank
+from tuneprint.index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
 
 log = logging.getLogger(__name__)
 
@@ -457,7 +457,7 @@ class Library:
 
         The library must then be re-embedded (:meth:`reindex`) before it answers queries again.
         """
-        from encoder.checkpoint import load_checkpoint, save_checkpoint
+        from tuneprint.encoder.checkpoint import load_checkpoint, save_checkpoint
 
         loaded = load_checkpoint(checkpoint)
         save_checkpoint(self.root / LIBRARY_MODEL, loaded.net, loaded.features, half=True, encoder_only=True,

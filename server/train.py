@@ -28,11 +28,11 @@ def add_cli(command) -> None:
 
 
 def run(args) -> int:
-    from encoder.audio import AUDIO_EXTENSIONS
-    from encoder.checkpoint import DEFAULT_WEIGHTS
-    from encoder.splits import song_unit
-    from encoder.training import TrainConfig, train
-    from server.library import Library
+    from tuneprint.encoder.audio import AUDIO_EXTENSIONS
+    from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS
+    from tuneprint.encoder.splits import song_unit
+    from tuneprint.encoder.training import TrainConfig, train
+    from tuneprint.server.library import Library
     from tqdm import tqdm
 
     with Library.open(args.library, check_model=False) as lib:

@@ -147,7 +147,7 @@ def library_path(tmp_path_factory, song_dir) -> Path:
 
     Tests must not change it: copy it (``library_copy``) to write.
     """
-    from server.library import Library, LibrarySettings
+    from tuneprint.server.library import Library, LibrarySettings
 
     root = tmp_path_factory.mktemp("lib") / "library"
     files = sorted(song_dir.glob("*.wav"))
@@ -161,7 +161,7 @@ def library_path(tmp_path_factory, song_dir) -> Path:
 @pytest.fixture(scope="session")
 def library(library_path):
     """The session's library, opened read-only by convention."""
-    from server.library import Library
+    from tuneprint.server.library import Library
 
     lib = Library.open(library_path)
     yield lib

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tests.conftest import SR, TEST_MODEL, cut, synth_song
-from server.app import create_app, openapi_document
+from tuneprint.server.app import create_app, openapi_document
 
 TOKEN = "s3cret-write"
 READ_TOKEN = "r3ad-only"
@@ -274,7 +274,7 @@ def test_genre_votes_the_neighbours_labels(client):
 
 
 def test_queries_on_an_empty_library(tmp_path):
-    from server.library import Library, LibrarySettings
+    from tuneprint.server.library import Library, LibrarySettings
 
     with Library.create(tmp_path / "empty", LibrarySettings(model=TEST_MODEL)) as lib:
         client = make_app(lib).test_client()
@@ -451,8 +451,8 @@ def test_an_unexpected_failure_is_a_500_problem(library, monkeypatch):
 
 # -- the command -----------------------------------------------------------------------------
 def test_serve_is_a_command(tmp_path):
-    from server.app import cmd_serve
-    from server.cli import build_parser
+    from tuneprint.server.app import cmd_serve
+    from tuneprint.server.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--library", str(tmp_path), "--port", "0", "--token", "t",
                                       "--max-upload-mb", "5", "--threads", "2"])

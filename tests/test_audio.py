@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from encoder.audio import SAMPLE_RATE, load_audio, read_tags, to_rate
-from encoder.errors import AudioError, TooShortError, UnreadableAudioError
+from tuneprint.encoder.audio import SAMPLE_RATE, load_audio, read_tags, to_rate
+from tuneprint.errors import AudioError, TooShortError, UnreadableAudioError
 
 SECONDS = 2.0
 AMPLITUDE = 0.5

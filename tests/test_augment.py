@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, loop_to, mask_spectrogram,
+from tuneprint.encoder.augment import (DegradeConfig, apply_gain, change_speed, colored_noise, degrade, loop_to, mask_spectrogram,
                              mix_at_snr, phone, random_eq, reverb, room_impulse, signal_power, tonal_noise,
                              vary_noise, TONAL_KINDS)
 from tests.conftest import SR, synth_song
@@ -117,7 +117,7 @@ def test_vary_noise_moves_a_tone_by_the_drawn_rate():
 
 
 def test_apply_condition_reports_the_drawn_snr_without_changing_the_draws(clip):
-    from encoder.augment import apply_condition
+    from tuneprint.encoder.augment import apply_condition
 
     noises = [colored_noise(SR, np.random.default_rng(8), 1.0)]
     drawn: dict = {}

@@ -39,7 +39,7 @@ class LiveServer:
 
     def __init__(self, library: Path, *extra: str):
         exe = Path(sys.executable).with_name("tuneprint")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "server.cli"]
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "tuneprint.server.cli"]
         self.proc = subprocess.Popen([*cmd, "serve", "--library", str(library), "--port", "0", "--threads", "4", *extra],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []

@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from index.catalog import SCHEMA_VERSION, Catalog, Song
+from tuneprint.index.catalog import SCHEMA_VERSION, Catalog, Song
 
 NOW = "2024-06-01T00:00:00+00:00"
 

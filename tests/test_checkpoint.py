@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import encoder.checkpoint as checkpoint
-from encoder.checkpoint import load_checkpoint, load_model, save_checkpoint, seeded_model
-from encoder.errors import CheckpointError
-from encoder.features import FeatureConfig
-from encoder.model import EncoderNet, ModelConfig
+import tuneprint.encoder.checkpoint as checkpoint
+from tuneprint.encoder.checkpoint import load_checkpoint, load_model, save_checkpoint, seeded_model
+from tuneprint.errors import CheckpointError
+from tuneprint.encoder.features import FeatureConfig
+from tuneprint.encoder.model import EncoderNet, ModelConfig
 
 SMALL = ModelConfig(width=8, embedding_dim=64, decoder=True, n_classes=3)
 FEATURES = FeatureConfig(hop_length=512, silence_db=-60.0)  # not the defaults: they must round-trip too

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from server.cli import EXIT_LIBRARY, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, build_parser, main
+from tuneprint.server.cli import EXIT_LIBRARY, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, build_parser, main
 from tests.conftest import N_SONGS, SR, TEST_MODEL, cut, synth_song
 
 

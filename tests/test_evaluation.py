@@ -9,14 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.catalog import Song
-from index.vote import vote_labels
-from server.eval_data import EvalSplit, Provenance, Snippets, plan_split, subtrack_rows, track_key
-from server.eval_identification import CONDITIONS, ClipConfig, ClipRecord, IdentificationRun, degrade_clip
-from server.eval_labels import (TrackAnswer, aggregate, exact_neighbours, knn_track_answers, label_matrix,
+from tuneprint.index.catalog import Song
+from tuneprint.index.vote import vote_labels
+from tuneprint.server.eval_data import EvalSplit, Provenance, Snippets, plan_split, subtrack_rows, track_key
+from tuneprint.server.eval_identification import CONDITIONS, ClipConfig, ClipRecord, IdentificationRun, degrade_clip
+from tuneprint.server.eval_labels import (TrackAnswer, aggregate, exact_neighbours, knn_track_answers, label_matrix,
                                 neighbour_label_shares, precision_recall, score_tracks)
-from server.evaluation import EvalConfig, evaluate
-from server.search_timing import TimingConfig, recall_at_k, search_timing
+from tuneprint.server.evaluation import EvalConfig, evaluate
+from tuneprint.server.search_timing import TimingConfig, recall_at_k, search_timing
 
 SR = 22050
 TRAINED = 3  # songs 0–2 play the training set of a fake run
@@ -28,10 +28,10 @@ def evaluated(tmp_path_factory, library_path):
     """One quick evaluation of a copy of the session library where songs 8 and 9 carry a third
     label, 'gamma', that a fake training run (songs 0–2, labels alpha and beta, a classifier
     head with two classes) never saw."""
-    from encoder.checkpoint import save_checkpoint
-    from encoder.features import FeatureConfig
-    from encoder.model import EncoderNet, ModelConfig
-    from server.library import Library
+    from tuneprint.encoder.checkpoint import save_checkpoint
+    from tuneprint.encoder.features import FeatureConfig
+    from tuneprint.encoder.model import EncoderNet, ModelConfig
+    from tuneprint.server.library import Library
 
     root = tmp_path_factory.mktemp("eval")
     lib_root = root / "library"
@@ -150,7 +150,7 @@ def test_split_falls_back_when_everything_was_trained():
 
 
 def test_identification_index_holds_in_library_songs_only(library):
-    from server.eval_data import find_provenance, load_snippets
+    from tuneprint.server.eval_data import find_provenance, load_snippets
 
     snippets = load_snippets(library)
     split = plan_split(snippets.songs, find_provenance(library), holdout=0.3, seed=0)
@@ -234,9 +234,9 @@ def test_exact_search_recall_is_one():
 @pytest.mark.parametrize("backend", ["faiss", "annoy"])
 def test_identification_vote_with_a_known_answer(backend):
     # Two songs of 8-d snippets; a clip made of song 1's snippets 4–6 must be song 1 at 4 · 0.5 s.
-    from encoder.features import FeatureConfig
-    from index.vectors import IndexConfig
-    from index.vote import VoteConfig
+    from tuneprint.encoder.features import FeatureConfig
+    from tuneprint.index.vectors import IndexConfig
+    from tuneprint.index.vote import VoteConfig
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((20, 8)).astype(np.float32)
@@ -271,7 +271,7 @@ def test_degraded_clips_keep_length(condition):
 
 # -- command line ------------------------------------------------------------------------------------
 def test_cli_evaluate(library_path, tmp_path, capsys):
-    from server.cli import main
+    from tuneprint.server.cli import main
 
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])

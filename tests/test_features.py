@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import SR, synth_song
-from encoder.errors import SilentAudioError, TooShortError
-from encoder.features import (
+from tuneprint.errors import SilentAudioError, TooShortError
+from tuneprint.encoder.features import (
     FeatureConfig, audio_to_patches, cut_patches, is_loud, log_mel, normalize_patch, patch_starts,
 )
 

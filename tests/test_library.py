@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import server.library as library_module
-from encoder.errors import (
+import tuneprint.server.library as library_module
+from tuneprint.errors import (
     LibraryError, MismatchError, NotFoundError, SilentAudioError, TooShortError, UnreadableAudioError,
 )
-from index.vectors import META_FILE, load_index
-from server.library import Library, LibrarySettings
+from tuneprint.index.vectors import META_FILE, load_index
+from tuneprint.server.library import Library, LibrarySettings
 from tests.conftest import N_SONGS, SR, TEST_MODEL, add_noise, cut, synth_song
 
 CLIP_S = 3.0
@@ -398,14 +398,14 @@ def test_create_and_open_refusals(library_path, tmp_path):
     with pytest.raises(LibraryError, match="not a tuneprint library"):
         Library.open(tmp_path / "nothing-here")
     with pytest.raises(ValueError, match="unknown index backend"):
-        from index.vectors import IndexConfig
+        from tuneprint.index.vectors import IndexConfig
 
         Library.create(tmp_path / "new", LibrarySettings(model=TEST_MODEL, index=IndexConfig(backend="nope")))
     assert not (tmp_path / "new").exists()
 
 
 def test_annoy_library_end_to_end(song_dir, tmp_path):
-    from index.vectors import IndexConfig
+    from tuneprint.index.vectors import IndexConfig
 
     files = [song_dir / f"song{i:02d}.wav" for i in (0, 1, 2)]
     root = tmp_path / "annoy-lib"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from encoder.augment import phone as waveform_phone
-from encoder.checkpoint import load_checkpoint
-from encoder.features import FeatureConfig, log_mel, mel_band_centres
-from encoder.mel_views import (MelBank, MelPairs, MelViewConfig, POWER_FLOOR, mix, phone, quantize_db, resample_view,
+from tuneprint.encoder.augment import phone as waveform_phone
+from tuneprint.encoder.checkpoint import load_checkpoint
+from tuneprint.encoder.features import FeatureConfig, log_mel, mel_band_centres
+from tuneprint.encoder.mel_views import (MelBank, MelPairs, MelViewConfig, POWER_FLOOR, mix, phone, quantize_db, resample_view,
                                reverb, signal_power, to_patch, tonal_noise, tone_table, bins_per_band)
 from tests.conftest import SR, add_noise, synth_song
 
@@ -40,7 +40,7 @@ def test_quantized_bank_keeps_the_spectrogram_within_a_quarter_db():
 
 
 def test_to_patch_matches_normalize_patch(song_power):
-    from encoder.features import normalize_patch
+    from tuneprint.encoder.features import normalize_patch
 
     db = 10 * np.log10(np.maximum(song_power[0, :, :64].numpy(), 1e-10))
     assert np.allclose(to_patch(song_power[:, :, :64], F)[0].numpy(), normalize_patch(db), atol=1e-4)

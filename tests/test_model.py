@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from encoder.model import BasicBlock, Classifier, EncoderNet, ModelConfig
+from tuneprint.encoder.model import BasicBlock, Classifier, EncoderNet, ModelConfig
 
 B = 3
 

@@ -8,7 +8,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import study_verification as study  # noqa: E402
-from index.vote import SongVote  # noqa: E402
+from tuneprint.index.vote import SongVote  # noqa: E402
 
 
 def test_song_side_matches_own_song_and_not_another():

@@ -6,11 +6,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from encoder.augment import DegradeConfig
-from encoder.checkpoint import load_checkpoint
-from encoder.features import FeatureConfig
-from encoder.model import EncoderNet, ModelConfig
-from encoder.training import PairSampler, TrainConfig, Track, losses, nt_xent, train
+from tuneprint.encoder.augment import DegradeConfig
+from tuneprint.encoder.checkpoint import load_checkpoint
+from tuneprint.encoder.features import FeatureConfig
+from tuneprint.encoder.model import EncoderNet, ModelConfig
+from tuneprint.encoder.training import PairSampler, TrainConfig, Track, losses, nt_xent, train
 from tests.conftest import SR, synth_song
 
 TINY = ModelConfig(width=8, embedding_dim=32)
@@ -100,7 +100,7 @@ def test_train_writes_a_run_and_resumes_from_the_saved_step(items, tmp_path):
 
 
 def test_train_refuses_a_used_run_folder_and_a_missing_resume(items, tmp_path):
-    from encoder.errors import TuneprintError
+    from tuneprint.errors import TuneprintError
 
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
@@ -111,7 +111,7 @@ def test_train_refuses_a_used_run_folder_and_a_missing_resume(items, tmp_path):
 
 
 def test_fine_tuning_starts_from_the_given_weights(items, tmp_path):
-    from encoder.checkpoint import save_checkpoint
+    from tuneprint.encoder.checkpoint import save_checkpoint
 
     torch.manual_seed(3)
     start = EncoderNet(TINY)

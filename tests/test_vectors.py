@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from encoder.errors import MismatchError
-from index.vectors import META_FILE, IndexConfig, create_index, load_index, save_index
+from tuneprint.errors import MismatchError
+from tuneprint.index.vectors import META_FILE, IndexConfig, create_index, load_index, save_index
 
 DIM = 256
 BACKENDS = ["faiss", "annoy"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from encoder.augment import phone
-from encoder.features import FeatureConfig, log_mel
-from index.verify import VerifyConfig, band_mask, explained_share, verify
+from tuneprint.encoder.augment import phone
+from tuneprint.encoder.features import FeatureConfig, log_mel
+from tuneprint.index.verify import VerifyConfig, band_mask, explained_share, verify
 from tests.conftest import SR, add_noise, cut, synth_song
 
 FEATURES = FeatureConfig()

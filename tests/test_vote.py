@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.vote import (SongVote, VoteConfig, consensus_offset, decide, impostor_slope,
+from tuneprint.index.vote import (SongVote, VoteConfig, consensus_offset, decide, impostor_slope,
                         rank_verified, vote_labels, vote_songs)
 
 
@@ -100,7 +100,7 @@ def test_similarity_weighted_vote_prefers_the_close_match_over_many_lookalikes()
 
 
 def test_vote_weights_rows_sum_to_one_and_skip_missing():
-    from index.vote import vote_weights
+    from tuneprint.index.vote import vote_weights
 
     sims = np.array([[0.9, 0.8, -np.inf], [0.0, 0.0, 0.0]])
     valid = np.array([[True, True, False], [False, False, False]])
