@@ -194,6 +194,18 @@ class Catalog:
         n_mels, frames, data = row
         return np.frombuffer(data, dtype="<f2").reshape(n_mels, frames).astype(np.float32)
 
+    def audio_hashes(self) -> frozenset[str]:
+        """Content hashes of every stored song (to skip re-embedding audio that is already here)."""
+        with self._lock:
+            return frozenset(r[0] for r in self.db.execute("SELECT audio_hash FROM songs").fetchall())
+
+    def songs_without_spectrogram(self) -> list[str]:
+        """Ids of songs stored before the catalog kept spectrograms (libraries made by older versions)."""
+        with self._lock:
+            rows = self.db.execute("SELECT song_id FROM songs WHERE song_id NOT IN (SELECT song_id FROM spectra) "
+                                   "ORDER BY song_id").fetchall()
+        return [r[0] for r in rows]
+
     def song_count(self) -> int:
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM songs").fetchone()[0])

@@ -44,7 +44,9 @@ class VectorIndex(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
     def ids(self) -> np.ndarray: ...
     def vectors(self, ids: np.ndarray) -> np.ndarray: ...
-    def _write(self, directory: Path) -> None: ...
+    def write(self, directory: Path) -> None: ...
+    @classmethod
+    def read(cls, config: IndexConfig, directory: Path) -> "VectorIndex": ...
 
 
 class FaissIndex:
@@ -88,13 +90,13 @@ class FaissIndex:
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.config.dim), np.float32)
 
-    def _write(self, directory: Path) -> None:
+    def write(self, directory: Path) -> None:
         import faiss
 
         faiss.write_index(self._index, str(directory / "vectors.faiss"))
 
     @classmethod
-    def _read(cls, config: IndexConfig, directory: Path) -> "FaissIndex":
+    def read(cls, config: IndexConfig, directory: Path) -> "FaissIndex":
         import faiss
 
         return cls(config, faiss.read_index(str(directory / "vectors.faiss")))
@@ -155,7 +157,7 @@ class AnnoyIndex:
         position = {int(i): p for p, i in enumerate(self._ids)}
         return self._vectors[[position[int(i)] for i in ids]] if len(ids) else np.zeros((0, self.config.dim), np.float32)
 
-    def _write(self, directory: Path) -> None:
+    def write(self, directory: Path) -> None:
         if self._forest is None and len(self):
             self._forest = self._build()
         if self._forest is not None:
@@ -164,7 +166,7 @@ class AnnoyIndex:
         np.save(directory / "vectors.npy", self._vectors)
 
     @classmethod
-    def _read(cls, config: IndexConfig, directory: Path) -> "AnnoyIndex":
+    def read(cls, config: IndexConfig, directory: Path) -> "AnnoyIndex":
         from annoy import AnnoyIndex as Forest
 
         ids, vectors = np.load(directory / "ids.npy"), np.load(directory / "vectors.npy")
@@ -190,7 +192,7 @@ def save_index(index: VectorIndex, directory: str | os.PathLike, *, model_id: st
     staging, previous = directory.with_name(directory.name + ".new"), directory.with_name(directory.name + ".old")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    index._write(staging)
+    index.write(staging)
     meta = {"format_version": FORMAT_VERSION, "config": index.config.to_dict(), "model_id": model_id, "count": len(index)}
     (staging / META_FILE).write_text(json.dumps(meta, indent=2))
     shutil.rmtree(previous, ignore_errors=True)
@@ -218,7 +220,7 @@ def load_index(directory: str | os.PathLike, *, model_id: str) -> VectorIndex:
             f"{model_id}; run `tuneprint reindex` to re-embed the library"
         )
     config = IndexConfig(**meta["config"])
-    return BACKENDS[config.backend]._read(config, directory)
+    return BACKENDS[config.backend].read(config, directory)
 
 
 def _check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:

@@ -24,13 +24,11 @@ Pure functions over arrays (dB log-mel from :func:`encoder.features.log_mel`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import maximum_filter
 
 from tuneprint.encoder.features import FeatureConfig, mel_band_centres
-from tuneprint.index.vote import SongVote, VoteConfig, rank_verified
 
 
 @dataclass(frozen=True)
@@ -139,15 +137,3 @@ def verify(clip_db: np.ndarray, song_db: np.ndarray, offset_s: float, features: 
     dilated = maximum_filter(clip_db, size=cfg.dilate, mode="nearest")
     shares = explained_share(clip_db, windows.transpose(1, 0, 2), band_mask(features, cfg), cfg, dilated)
     return float(shares.max())
-
-
-def verify_and_rank(votes: list[SongVote], clip_db: np.ndarray, spectrogram_of: Callable[[str], np.ndarray | None],
-                    features: FeatureConfig, vote: VoteConfig, cfg: VerifyConfig = VerifyConfig()) -> list[SongVote]:
-    """:func:`verify` the vote's top ``vote.verify_top`` songs whose spectrogram ``spectrogram_of(song_id)``
-    gives (None: not available), and re-rank them by evidence (:func:`index.vote.rank_verified`)."""
-    verified = {}
-    for v in votes[: vote.verify_top]:
-        song_db = spectrogram_of(v.song_id)
-        if song_db is not None:
-            verified[v.song_id] = verify(clip_db, song_db, v.offset_s, features, cfg)
-    return rank_verified(votes, verified, vote)

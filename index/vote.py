@@ -288,6 +288,20 @@ def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | 
     return winner
 
 
+def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> str:
+    """Why :func:`decide` found no answer: "ambiguous" when the best song is close enough but the votes
+    are split with other songs (the share or margin test failed), else "no_match"."""
+    if not votes:
+        return "no_match"
+    winner = votes[0]
+    if cfg.verifies and winner.verified is not None:
+        return "no_match"
+    if winner.similarity >= cfg.min_similarity_for(winner.patches) and (
+            winner.share < cfg.min_share or winner.margin < cfg.min_margin):
+        return "ambiguous"
+    return "no_match"
+
+
 def vote_labels(song_ids: np.ndarray, labels: dict[str, tuple[str, ...]], *, top: int = 2) -> list[tuple[str, float]]:
     """Majority vote of the neighbours' labels; returns the ``top`` labels and their vote share.
 

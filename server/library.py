@@ -1,159 +1,57 @@
 """The Python API of tuneprint: a library folder that joins encoder, vector index and catalog.
 
-The command line and the HTTP service are thin adapters over :class:`Library`.
-
-A library folder holds::
-
-    settings.json        LibrarySettings (format version, model, index, vote, patch hops)
-    catalog.sqlite       songs, labels, snippets (row id → song, offset), meta
-    index/               the vector index (FAISS or Annoy) and its index.json
-    model.safetensors    the library's own encoder, after `tuneprint train`
+The command line and the HTTP service are thin adapters over :class:`Library`. A clip's way:
+:meth:`Library.identify` decodes it (encoder/audio.py), embeds it (encoder/embeddings.py) and
+hands the vectors to the identification pipeline (index/search.py); the answer is shaped by
+server/answers.py. The folder's layout is in server/settings.py.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from tuneprint.encoder.audio import AUDIO_EXTENSIONS, load_audio, read_tags
-from tuneprint.encoder.checkpoint import LoadedModel, load_model
-from tuneprint.encoder.embeddings import Embedder, Embeddings
-from tuneprint.encoder.features import log_mel
-from tuneprint.errors import AudioError, LibraryError, MismatchError, NotFoundError
+from tuneprint.errors import LibraryError, MismatchError, NotFoundError
 from tuneprint.index.catalog import Catalog, Song
-from tuneprint.index.vectors import IndexConfig, VectorIndex, create_index, load_index, save_index
-from tuneprint.index.verify import verify_and_rank
-from tuneprint.index.vote import SongVote, VoteConfig, decide, vote_labels, vote_songs
+from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
+from tuneprint.index.vote import VoteConfig
+
+from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, confidence
+from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
+from .settings import (CATALOG_FILE, INDEX_DIR, LIBRARY_MODEL, SETTINGS_FILE, LibrarySettings, read_settings,
+                       write_settings)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SETTINGS_FILE = "settings.json"
-CATALOG_FILE = "catalog.sqlite"
-INDEX_DIR = "index"
-LIBRARY_MODEL = "model.safetensors"
-
 AudioSource = "str | os.PathLike | bytes"
-
-
-@dataclass(frozen=True)
-class LibrarySettings:
-    model: str = "default"  # "default" (shipped weights), "seeded", or a checkpoint path relative to the library
-    index: IndexConfig = field(default_factory=IndexConfig)
-    vote: VoteConfig | None = None  # None: the model's calibrated thresholds (or VoteConfig's defaults)
-    index_hop_frames: int = 8  # ≈0.37 s between stored patches: a clip at any moment lines up within ≈0.19 s
-    query_hop_frames: int = 4  # queries are cut densely; they are short
-    similar_k: int = 50  # neighbours per patch when ranking similar tracks
-    similar_patches: int = 48  # patches of a stored track used to look for similar tracks
-    commit_every: int = 25  # files per all-or-nothing ingest step
-
-    def to_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LibrarySettings":
-        if d.get("format_version") != FORMAT_VERSION:
-            raise MismatchError(f"library settings format version {d.get('format_version')}, this tuneprint reads {FORMAT_VERSION}")
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**{**d, "index": IndexConfig(**d.get("index", {})), "vote": VoteConfig(**(d.get("vote") or {}))})
-
-
-@dataclass(frozen=True)
-class FileResult:
-    path: str
-    status: str  # "added", "duplicate" or "failed"
-    song_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Match:
-    song: Song
-    vote: SongVote
-
-    def to_dict(self) -> dict:
-        return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
-                "artist": self.song.artist, "offset_s": round(self.vote.offset_s, 2),
-                "score": round(self.vote.score, 4), "similarity": round(self.vote.similarity, 4),
-                "votes": self.vote.votes, "labels": list(self.song.labels), "verified": _rounded(self.vote.verified)}
-
-
-@dataclass(frozen=True)
-class Identification:
-    query: str
-    match: Match | None
-    candidates: list[Match]
-
-    def to_dict(self) -> dict:
-        return {"query": self.query, "match": self.match.to_dict() if self.match else None,
-                "candidates": [{"song_id": c.song.song_id, "path": c.song.path, "title": c.song.title,
-                                "score": round(c.vote.score, 4), "similarity": round(c.vote.similarity, 4),
-                                "offset_s": round(c.vote.offset_s, 2), "verified": _rounded(c.vote.verified)}
-                               for c in self.candidates]}
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    song: Song
-    score: float  # mean over query patches of the best cosine similarity to this song
-
-    def to_dict(self) -> dict:
-        return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
-                "score": round(self.score, 4), "labels": list(self.song.labels)}
-
-
-@dataclass(frozen=True)
-class LabelAnswer:
-    query: str
-    label: str | None
-    top: list[tuple[str, float]]
-
-    def to_dict(self) -> dict:
-        return {"query": self.query, "label": self.label, "top": [[lab, round(s, 4)] for lab, s in self.top]}
-
-
-def find_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (recursively) to audio files, in a stable order.
-
-    Paths named directly are kept whatever their extension (so a bad file is reported,
-    not silently skipped); inside folders only known audio extensions are taken.
-    """
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
-        else:
-            found.append(p)
-    return found
-
-
-def audio_hash(y: np.ndarray) -> str:
-    """Content hash of decoded audio: the same recording in another container hashes the same."""
-    pcm = np.clip(np.round(y * 32767.0), -32768, 32767).astype("<i2")
-    return hashlib.sha256(pcm.tobytes()).hexdigest()
+__all__ = ["Library", "LibrarySettings", "FileResult", "Identification", "LabelAnswer", "Match", "Neighbour",
+           "find_audio_files", "audio_hash", "calibrated_vote"]
 
 
 class Library:
-    """A music library: add tracks, identify clips, find similar tracks, vote labels."""
+    """A music library: add tracks, identify clips, find similar tracks, vote labels.
 
-    def __init__(self, root: Path, settings: LibrarySettings, catalog: Catalog, index: VectorIndex, model: LoadedModel):
+    Opened with ``load_encoder=False`` it reads settings and catalog only (no model, no index):
+    :meth:`tracks`, :meth:`song` and :meth:`stats` work, and start in a fraction of a second.
+    """
+
+    def __init__(self, root: Path, settings: LibrarySettings, catalog: Catalog, index: VectorIndex | None, model=None):
         self.root = root
         self.settings = settings
         self.catalog = catalog
         self.index = index
-        self.model_id = model.model_id
-        self.embedder = Embedder(model)
-        self.features = model.features
-        self.model_vote = calibrated_vote(model)  # the encoder's own thresholds, if it was calibrated
+        self.model = model
+        self.model_id = model.model_id if model is not None else catalog.get_meta("model_id")
+        self.features = model.features if model is not None else _recorded_features(catalog)
+        self.embedder = _embedder(model) if model is not None else None
+        self.model_vote = calibrated_vote(model) if model is not None else None  # the encoder's own thresholds
         self._lock = threading.RLock()  # guards index + catalog writes and index reads
 
     # -- opening -------------------------------------------------------------------------
@@ -170,21 +68,23 @@ class Library:
         settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model) or VoteConfig())
         create_index(index_cfg)  # fail on a bad backend name before anything is written
         root.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(root / SETTINGS_FILE, settings.to_dict())
+        write_settings(root, settings)
         catalog = Catalog(root / CATALOG_FILE)
-        catalog.set_meta("model_id", model.model_id)
+        _record_model(catalog, model)
         index = create_index(index_cfg)
         save_index(index, root / INDEX_DIR, model_id=model.model_id)
         log.info("created library %s (backend %s, encoder %s)", root, index_cfg.backend, model.model_id)
         return cls(root, settings, catalog, index, model)
 
     @classmethod
-    def open(cls, root: str | os.PathLike, *, check_model: bool = True) -> "Library":
+    def open(cls, root: str | os.PathLike, *, check_model: bool = True, load_encoder: bool = True) -> "Library":
         """Open an existing library; refuses one whose index does not match its catalog or encoder."""
         root = Path(root)
         if not (root / SETTINGS_FILE).is_file():
             raise LibraryError(f"{root}: not a tuneprint library (no {SETTINGS_FILE}); create one with `tuneprint add`")
-        settings = LibrarySettings.from_dict(json.loads((root / SETTINGS_FILE).read_text()))
+        settings = read_settings(root)
+        if not load_encoder:
+            return cls(root, settings, Catalog(root / CATALOG_FILE), None)
         model = _load_library_model(root, settings.model)
         catalog = Catalog(root / CATALOG_FILE)
         recorded = catalog.get_meta("model_id")
@@ -195,6 +95,7 @@ class Library:
         lib = cls(root, settings, catalog, index, model)
         if check_model:
             lib._reconcile()
+            lib._store_missing_spectrograms()
         return lib
 
     def _reconcile(self) -> None:
@@ -210,6 +111,25 @@ class Library:
             self.index.remove(extra)
             save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
 
+    def _store_missing_spectrograms(self) -> None:
+        """Libraries made before the catalog kept spectrograms get them once, here, from the songs'
+        files, so that a query only ever reads. A song whose file is gone is judged by similarity alone."""
+        from tuneprint.encoder.audio import load_audio
+        from tuneprint.encoder.features import log_mel
+        from tuneprint.errors import AudioError
+
+        missing = self.catalog.songs_without_spectrogram()
+        if missing:
+            log.info("storing the spectrograms of %d songs (library made by an older tuneprint)", len(missing))
+        for song_id in missing:
+            try:
+                S_db = log_mel(load_audio(self._song(song_id).path, sr=self.features.sample_rate), self.features)
+            except (AudioError, OSError) as e:
+                log.warning("cannot verify %s: %s", song_id, e)
+                continue
+            with self._lock, self.catalog.transaction():
+                self.catalog.put_spectrogram(song_id, S_db)
+
     def close(self) -> None:
         self.catalog.close()
 
@@ -221,7 +141,8 @@ class Library:
 
     # -- writing -------------------------------------------------------------------------
     def add(self, paths: Sequence[str | os.PathLike], *, labels: dict[str, Sequence[str]] | None = None,
-            default_labels: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None) -> list[FileResult]:
+            default_labels: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
+            jobs: int = 1) -> list[FileResult]:
         """Decode, embed and index audio files; every ``commit_every`` files are written all-or-nothing.
 
         Parameters
@@ -229,69 +150,53 @@ class Library:
         paths : audio files (folders must be expanded with :func:`find_audio_files` first)
         labels : absolute path → labels for that file (from a CSV), added to ``default_labels``
         progress : called after each file with its result and the seconds of audio it held
+        jobs : worker processes that decode and embed (1: this process)
         """
+        self._require_encoder()
         labels = {str(Path(k).resolve()): tuple(v) for k, v in (labels or {}).items()}
         results: list[FileResult] = []
-        pending: list[tuple[Song, Embeddings]] = []
+        pending: list[tuple[Song, object]] = []
         seen_hashes: set[str] = set()
-        paths = [Path(p) for p in paths]
-        with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next file while this one embeds
-            decoded = pool.map(self._decode, paths)
-            for path, (y, error) in zip(paths, decoded):
-                result, seconds = self._prepare(path, y, error, labels, default_labels, seen_hashes, pending)
-                results.append(result)
-                if len(pending) >= self.settings.commit_every:
-                    self._commit(pending)
-                    pending = []
-                if progress:
-                    progress(result, seconds)
-            self._commit(pending)
+        prepared_files = prepare_files([Path(p) for p in paths], self.embedder, self.settings.index_hop_frames,
+                                       known_hashes=self.catalog.audio_hashes(), jobs=jobs,
+                                       model_spec=_model_spec(self.root, self.settings.model))
+        for prepared in prepared_files:
+            result = self._accept(prepared, labels, default_labels, seen_hashes, pending)
+            results.append(result)
+            if len(pending) >= self.settings.commit_every:
+                self._commit(pending)
+                pending = []
+            if progress:
+                progress(result, prepared.seconds)
+        self._commit(pending)
         return results
 
-    def _decode(self, path: Path) -> tuple[np.ndarray | None, str | None]:
-        try:
-            return load_audio(path, sr=self.features.sample_rate, min_seconds=self.features.patch_seconds), None
-        except AudioError as e:
-            return None, str(e)
+    def _accept(self, prepared: PreparedFile, labels, default_labels, seen_hashes, pending) -> FileResult:
+        """Queue a prepared file for the next commit, or say why not (duplicate, failed)."""
+        if prepared.audio_hash is None:
+            log.debug("skipping %s", prepared.error)
+            return FileResult(prepared.path, "failed", error=prepared.error)
+        song_id = prepared.audio_hash[:12]
+        if prepared.audio_hash in seen_hashes or self.catalog.song_by_hash(prepared.audio_hash):
+            return FileResult(prepared.path, "duplicate", song_id=song_id)
+        if prepared.error:
+            log.debug("skipping %s", prepared.error)
+            return FileResult(prepared.path, "failed", error=prepared.error)
+        song = Song(song_id, prepared.path, prepared.title, prepared.artist, prepared.seconds, prepared.audio_hash,
+                    tuple(sorted(set(default_labels) | set(labels.get(prepared.path, ())))))
+        seen_hashes.add(prepared.audio_hash)
+        pending.append((song, prepared.embeddings))
+        return FileResult(prepared.path, "added", song_id=song_id)
 
-    def _prepare(self, path, y, error, labels, default_labels, seen_hashes, pending) -> tuple[FileResult, float]:
-        absolute = str(path.resolve())
-        if error:
-            log.warning("skipping %s", error)
-            return FileResult(absolute, "failed", error=error), 0.0
-        seconds = len(y) / self.features.sample_rate
-        digest = audio_hash(y)
-        song_id = digest[:12]
-        if digest in seen_hashes or self.catalog.song_by_hash(digest):
-            return FileResult(absolute, "duplicate", song_id=song_id), seconds
-        try:
-            emb = self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)
-        except AudioError as e:
-            log.warning("skipping %s: %s", absolute, e)
-            return FileResult(absolute, "failed", error=f"{absolute}: {e}"), seconds
-        tags = read_tags(path)
-        song = Song(song_id, absolute, tags.title or path.stem, tags.artist, seconds, digest,
-                    tuple(sorted(set(default_labels) | set(labels.get(absolute, ())))))
-        seen_hashes.add(digest)
-        pending.append((song, emb))
-        return FileResult(absolute, "added", song_id=song_id), seconds
-
-    def _commit(self, pending: list[tuple[Song, Embeddings]]) -> None:
+    def _commit(self, pending: list[tuple[Song, object]]) -> None:
         """Write songs to catalog and index together: both change, or neither does."""
         if not pending:
             return
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._lock:
             added: list[np.ndarray] = []
             try:
                 with self.catalog.transaction():
-                    row = self.catalog.next_row_id()
-                    for song, emb in pending:
-                        ids = self.catalog.insert_song(song, emb.offsets_s, row, now)
-                        self.catalog.put_spectrogram(song.song_id, emb.spectrogram)
-                        self.index.add(ids, emb.vectors)
-                        added.append(ids)
-                        row += len(ids)
+                    added = _insert(self.catalog, self.index, pending)
                     # Saved before the catalog commits: a crash here leaves extra vectors, dropped on open.
                     save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
             except BaseException:
@@ -302,10 +207,9 @@ class Library:
 
     def remove(self, song_id: str) -> Song:
         """Delete a song from catalog and index."""
+        self._require_encoder()
         with self._lock:
-            song = self.catalog.song(song_id)
-            if song is None:
-                raise NotFoundError(f"no song with id {song_id!r} in {self.root}")
+            song = self._song(song_id)
             with self.catalog.transaction():
                 row_ids = self.catalog.delete_song(song_id)
                 vectors = self.index.vectors(row_ids)  # kept to restore the index if the write fails
@@ -319,14 +223,16 @@ class Library:
 
     def set_labels(self, song_id: str, labels: Sequence[str]) -> Song:
         with self._lock, self.catalog.transaction():
-            if self.catalog.song(song_id) is None:
-                raise NotFoundError(f"no song with id {song_id!r} in {self.root}")
+            self._song(song_id)
             self.catalog.set_labels(song_id, tuple(sorted(set(labels))))
         return self.catalog.song(song_id)
 
     # -- reading -------------------------------------------------------------------------
-    def embed_clip(self, clip: AudioSource | np.ndarray) -> Embeddings:
+    def embed_clip(self, clip: AudioSource | np.ndarray):
         """Decode and embed a query clip (a file, its bytes, or samples at the feature rate), patches cut densely."""
+        from tuneprint.encoder.audio import load_audio
+
+        self._require_encoder()
         if isinstance(clip, np.ndarray):
             y = clip.astype(np.float32)
         else:
@@ -334,69 +240,44 @@ class Library:
         return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
 
     def neighbours(self, vectors: np.ndarray, k: int):
-        """The k nearest stored snippets of every vector: similarities [shape=(n, k)] and their catalog info."""
+        """The k nearest stored snippets of every vector (index.search.Neighbours)."""
+        from tuneprint.index.search import find_neighbours
+
+        self._require_encoder()
         with self._lock:
-            sims, ids = self.index.search(vectors, min(k, max(len(self.index), 1)))
-            info = self.catalog.lookup(ids)
-        return sims, info
+            return find_neighbours(vectors, self.index, self.catalog, k)
 
     def identify(self, clip: AudioSource, *, name: str | None = None) -> Identification:
-        """Which song the clip comes from, where in it, how sure — or no match."""
-        emb = self.embed_clip(clip)
-        return self.identify_embeddings(emb, name=name or _name(clip))
+        """Which song the clip comes from, where in it, how sure — or no match, and why."""
+        return self.identify_embeddings(self.embed_clip(clip), name=name or _name(clip))
 
-    def identify_embeddings(self, emb: Embeddings, *, name: str = "") -> Identification:
+    def identify_embeddings(self, emb, *, name: str = "") -> Identification:
+        from tuneprint.index.search import decide_clip
+
         cfg = self.settings.vote.for_library(self.catalog.song_count())
-        sims, info = self.neighbours(emb.vectors, cfg.k)
-        votes = vote_songs(info.song_ids, sims, info.offsets_s, emb.offsets_s, cfg)
-        if cfg.verifies and emb.spectrogram is not None:
-            votes = verify_and_rank(votes, emb.spectrogram, self.reference_spectrogram, self.features, cfg)
-        winner = decide(votes, cfg)
-        candidates = [Match(self._song(v.song_id), v) for v in votes[: cfg.top]]
-        match = candidates[0] if winner is not None else None
-        return Identification(name, match, candidates)
-
-    def reference_spectrogram(self, song_id: str) -> np.ndarray | None:
-        """A song's log-mel spectrogram: stored at ingest; for songs of a library made before that,
-        computed from the song's file once and stored. None when the file can no longer be read."""
-        S_db = self.catalog.spectrogram(song_id)
-        if S_db is not None:
-            return S_db
-        song = self._song(song_id)
-        try:
-            S_db = log_mel(load_audio(song.path, sr=self.features.sample_rate), self.features)
-        except (AudioError, OSError) as e:
-            log.warning("cannot verify %s: %s", song_id, e)
-            return None
-        with self._lock, self.catalog.transaction():
-            if self.catalog.song(song_id) is not None:  # not removed meanwhile
-                self.catalog.put_spectrogram(song_id, S_db)
-        return S_db
+        decision = decide_clip(self.neighbours(emb.vectors, cfg.k), emb.offsets_s, emb.spectrogram, self.catalog,
+                               cfg, self.features)
+        candidates = [Match(self._song(v.song_id), v, confidence(v, cfg)) for v in decision.votes[: cfg.top]]
+        match = candidates[0] if decision.winner is not None else None
+        clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
+        return Identification(name, match, candidates, decision.reason, clip_s)
 
     def similar(self, clip: AudioSource | None = None, *, track: str | None = None, n: int = 10,
                 name: str | None = None) -> tuple[str, list[Neighbour]]:
         """Tracks nearest to a clip, or to a stored track (itself excluded)."""
+        from tuneprint.index.search import rank_similar
+
         if (clip is None) == (track is None):
             raise ValueError("give exactly one of a clip or a track id")
         if track is not None:
-            vectors = self._track_vectors(track)
-            query, exclude = name or track, {track}
+            vectors, query, exclude = self._track_vectors(track), name or track, {track}
         else:
-            vectors = self.embed_clip(clip).vectors
-            query, exclude = name or _name(clip), set()
-        sims, info = self.neighbours(vectors, self.settings.similar_k)
-        best: dict[str, np.ndarray] = {}
-        for q in range(len(vectors)):
-            for j in range(sims.shape[1]):
-                song = info.song_ids[q, j]
-                if song is None or song in exclude:
-                    continue
-                row = best.setdefault(song, np.zeros(len(vectors)))
-                row[q] = max(row[q], sims[q, j])
-        ranked = sorted(((float(v.mean()), s) for s, v in best.items()), reverse=True)[:n]
-        return query, [Neighbour(self._song(s), score) for score, s in ranked]
+            vectors, query, exclude = self.embed_clip(clip).vectors, name or _name(clip), set()
+        ranked = rank_similar(self.neighbours(vectors, self.settings.similar_k), n, exclude)
+        return query, [Neighbour(self._song(s), score) for s, score in ranked]
 
     def _track_vectors(self, song_id: str) -> np.ndarray:
+        self._require_encoder()
         row_ids = self.catalog.row_ids(song_id)
         if len(row_ids) == 0:
             raise NotFoundError(f"no song with id {song_id!r} in {self.root}")
@@ -406,19 +287,20 @@ class Library:
 
     def label(self, clip: AudioSource, *, name: str | None = None, exclude_song: str | None = None) -> LabelAnswer:
         """Label a clip by the majority of its neighbours' labels (top 2 reported)."""
-        emb = self.embed_clip(clip)
-        return self.label_embeddings(emb, name=name or _name(clip), exclude_song=exclude_song)
+        return self.label_embeddings(self.embed_clip(clip), name=name or _name(clip), exclude_song=exclude_song)
 
-    def label_embeddings(self, emb: Embeddings, *, name: str = "", exclude_song: str | None = None) -> LabelAnswer:
+    def label_embeddings(self, emb, *, name: str = "", exclude_song: str | None = None) -> LabelAnswer:
+        from tuneprint.index.search import label_votes
+
         cfg = self.settings.vote
         k = cfg.k + (self.settings.similar_k if exclude_song else 0)  # room for the excluded song's own patches
-        sims, info = self.neighbours(emb.vectors, k)
-        song_ids = info.song_ids
+        neighbours = self.neighbours(emb.vectors, k)
         if exclude_song is not None:
-            kept = [[s for s in row if s != exclude_song][: cfg.k] for row in song_ids]
-            song_ids = np.array([row + [None] * (cfg.k - len(row)) for row in kept], dtype=object)
-        top = vote_labels(song_ids, info.labels, top=cfg.top)
-        return LabelAnswer(name, top[0][0] if top else None, top)
+            neighbours = neighbours.without(exclude_song, cfg.k)
+        top = label_votes(neighbours, top=cfg.top)
+        if top and float(np.median(neighbours.sims.max(axis=1))) < self.settings.label_min_similarity:
+            return LabelAnswer(name, None, top, "no_clear_label")
+        return LabelAnswer(name, top[0][0] if top else None, top, None if top else "no_clear_label")
 
     def song(self, song_id: str) -> Song:
         return self._song(song_id)
@@ -440,8 +322,8 @@ class Library:
         catalog_bytes = sum(f.stat().st_size for f in self.root.glob(CATALOG_FILE + "*") if f.is_file())
         return {"library": str(self.root), "songs": counts["songs"], "snippets": counts["snippets"],
                 "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": self.settings.index.backend,
-                "vectors": len(self.index), "index_bytes": index_bytes,
-                "catalog_bytes": catalog_bytes, "model_id": self.model_id,
+                "vectors": len(self.index) if self.index is not None else _recorded_vector_count(self.root),
+                "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": self.model_id,
                 "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4),
                 # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
                 # the lower bar of long clips (≥ 6 s when calibrated; the same when not)
@@ -463,69 +345,109 @@ class Library:
         save_checkpoint(self.root / LIBRARY_MODEL, loaded.net, loaded.features, half=True, encoder_only=True,
                         extra={"source": str(Path(checkpoint).resolve()), **loaded.meta.get("extra", {})})
         self.settings = replace(self.settings, model=LIBRARY_MODEL)
-        _write_json_atomic(self.root / SETTINGS_FILE, self.settings.to_dict())
+        write_settings(self.root, self.settings)
         return str(self.root / LIBRARY_MODEL)
 
     def reindex(self, progress: Callable[[Song], None] | None = None) -> int:
         """Re-embed every song from its file with the library's current model and rebuild the index.
 
         The new index replaces the old one only when every song was embedded. A model that carries
-        calibrated "unknown" thresholds (scripts/calibrate.py) brings them along: thresholds of
+        calibrated "unknown" thresholds (index/calibration.py) brings them along: thresholds of
         another encoder mean nothing for the new embeddings.
         """
+        from tuneprint.encoder.audio import load_audio
+
+        self._require_encoder()
         songs = self.catalog.songs()
         fresh = create_index(self.settings.index)
-        rows: list[tuple[Song, Embeddings]] = []
+        rows: list[tuple[Song, object]] = []
         for song in songs:
             y = load_audio(song.path, sr=self.features.sample_rate)
             rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)))
             if progress:
                 progress(song)
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._lock, self.catalog.transaction():
             for song, _ in rows:
                 self.catalog.delete_song(song.song_id)
-            row = self.catalog.next_row_id()
-            for song, emb in rows:
-                ids = self.catalog.insert_song(song, emb.offsets_s, row, now)
-                self.catalog.put_spectrogram(song.song_id, emb.spectrogram)
-                fresh.add(ids, emb.vectors)
-                row += len(ids)
-            self.catalog.set_meta("model_id", self.model_id)
+            _insert(self.catalog, fresh, rows)
+            _record_model(self.catalog, self.model)
             save_index(fresh, self.root / INDEX_DIR, model_id=self.model_id)
             self.index = fresh
             if self.model_vote is not None and self.model_vote != self.settings.vote:
                 self.settings = replace(self.settings, vote=self.model_vote)
-                _write_json_atomic(self.root / SETTINGS_FILE, self.settings.to_dict())
+                write_settings(self.root, self.settings)
                 log.info("library %s now uses the encoder's calibrated thresholds %s", self.root, self.model_vote.to_dict())
         return len(rows)
 
+    def _require_encoder(self) -> None:
+        if self.embedder is None:
+            raise LibraryError(f"{self.root}: opened without its encoder (load_encoder=False); open it again to do this")
 
-def calibrated_vote(model: LoadedModel) -> VoteConfig | None:
-    """Vote settings with the "unknown" thresholds calibrated for this model (scripts/calibrate.py), if any."""
+
+def _insert(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, object]]) -> list[np.ndarray]:
+    """Insert songs with their snippets, spectrograms and vectors (inside a catalog transaction).
+
+    Returns the row ids given to each song's vectors.
+    """
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row = catalog.next_row_id()
+    added = []
+    for song, emb in rows:
+        ids = catalog.insert_song(song, emb.offsets_s, row, now)
+        catalog.put_spectrogram(song.song_id, emb.spectrogram)
+        index.add(ids, emb.vectors)
+        added.append(ids)
+        row += len(ids)
+    return added
+
+
+def calibrated_vote(model) -> VoteConfig | None:
+    """Vote settings with the "unknown" thresholds calibrated for this model (index/calibration.py), if any."""
     calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
     if not calibration:
         return None
     return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
 
-def _load_library_model(root: Path, spec: str) -> LoadedModel:
+def _model_spec(root: Path, spec: str) -> str:
     if spec not in ("default", "seeded", "") and not Path(spec).is_absolute():
-        spec = str(root / spec)
-    return load_model(spec)
+        return str(root / spec)
+    return spec
 
 
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+def _load_library_model(root: Path, spec: str):
+    from tuneprint.encoder.checkpoint import load_model
+
+    return load_model(_model_spec(root, spec))
+
+
+def _embedder(model):
+    from tuneprint.encoder.embeddings import Embedder
+
+    return Embedder(model)
+
+
+def _record_model(catalog: Catalog, model) -> None:
+    """What a library opened without its encoder needs to know of it: its id and feature settings."""
+    catalog.set_meta("model_id", model.model_id)
+    catalog.set_meta("features", json.dumps(model.features.to_dict()))
+
+
+def _recorded_features(catalog: Catalog):
+    from tuneprint.encoder.features import FeatureConfig
+
+    recorded = catalog.get_meta("features")
+    return FeatureConfig(**json.loads(recorded)) if recorded else FeatureConfig()
+
+
+def _recorded_vector_count(root: Path) -> int:
+    from tuneprint.index.vectors import META_FILE
+
+    meta = root / INDEX_DIR / META_FILE
+    return int(json.loads(meta.read_text()).get("count", 0)) if meta.is_file() else 0
 
 
 def _name(clip) -> str:
     if isinstance(clip, np.ndarray):
         return "samples"
     return "upload" if isinstance(clip, (bytes, bytearray)) else str(Path(clip).resolve())
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

@@ -504,15 +504,17 @@ def test_outsiders_stay_unknown_with_verification_calibrated_as_shipped(library,
     assert unknown >= 0.9 * len(UNKNOWN_SEEDS)
 
 
-def test_a_library_made_before_verification_computes_spectrograms_on_demand(library_copy, song_dir, clips):
+def test_a_library_made_before_verification_gets_its_spectrograms_when_opened(library_copy, song_dir, clips):
+    """Opening stores what an older library lacks, so that queries only read."""
     with Library.open(library_copy) as lib:
         with lib.catalog.transaction():
             lib.catalog.db.execute("DELETE FROM spectra")
+    with Library.open(library_copy) as lib:
+        assert lib.catalog.songs_without_spectrogram() == []
         lib.settings = replace(lib.settings, vote=replace(lib.settings.vote, **VERIFYING, min_evidence=0.0))
         clip = write_clip(clips, "clean_ondemand", cut(synth_song(2), clip_start(2), CLIP_S))
         result = lib.identify(clip)
         assert result.match.song.path == song_path(song_dir, 2) and result.match.vote.verified > 0.8
-        assert lib.catalog.spectrogram(result.match.song.song_id) is not None  # kept for the next query
 
 
 def test_a_song_whose_file_is_gone_is_judged_without_verification(library_copy, song_dir, clips, tmp_path):
@@ -523,6 +525,7 @@ def test_a_song_whose_file_is_gone_is_judged_without_verification(library_copy, 
         with lib.catalog.transaction():
             lib.catalog.db.execute("DELETE FROM spectra WHERE song_id = ?", [target.song_id])
             lib.catalog.db.execute("UPDATE songs SET path = ? WHERE song_id = ?", [str(tmp_path / "gone.wav"), target.song_id])
+    with Library.open(library_copy) as lib:  # cannot store the spectrogram: the file is gone
         lib.settings = replace(lib.settings, vote=replace(lib.settings.vote, **VERIFYING, min_evidence=0.0))
         result = lib.identify(write_clip(clips, "clean_gone", cut(synth_song(3), clip_start(3), CLIP_S)))
         top = result.candidates[0]

@@ -161,7 +161,7 @@ def test_failed_save_leaves_the_previous_index_readable(backend, data, tmp_path,
         (directory / "partial.bin").write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(index, "_write", crash)
+    monkeypatch.setattr(index, "write", crash)
     with pytest.raises(OSError, match="disk full"):
         save_index(index, tmp_path / "index", model_id="m")
     loaded = load_index(tmp_path / "index", model_id="m")

@@ -1,0 +1,95 @@
+"""What the library answers, and the JSON shapes the command line and the HTTP API print.
+
+Confidence: one number in [0, 1] for people, next to the raw figures. It places a song's evidence
+(similarity plus the weighted verified share; similarity alone where the library does not verify)
+against the library's "unknown" bar: 0.5 is the bar itself, 1 a perfect match (the same audio),
+0 no evidence at all, linear in between on either side. A clip is answered with its first
+candidate when that reaches the bar (and, in a library without verification, its votes are not
+split between songs).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuneprint.index.catalog import Song
+from tuneprint.index.vote import SongVote, VoteConfig
+
+
+def confidence(vote: SongVote, cfg: VoteConfig) -> float:
+    """``vote``'s evidence mapped to [0, 1] with the "unknown" bar at 0.5 (see the module's docstring)."""
+    if cfg.verifies and vote.verified is not None:
+        evidence, bar, perfect = vote.evidence(cfg.verify_weight), cfg.min_evidence_for(vote.patches), 1.0 + cfg.verify_weight
+    else:
+        evidence, bar, perfect = vote.similarity, cfg.min_similarity_for(vote.patches), 1.0
+    if evidence >= bar:
+        above = (evidence - bar) / (perfect - bar) if perfect > bar else 1.0
+        return float(min(1.0, 0.5 + 0.5 * above))
+    return float(max(0.0, 0.5 * evidence / bar)) if bar > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    status: str  # "added", "duplicate" or "failed"
+    song_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    song: Song
+    vote: SongVote
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
+                "artist": self.song.artist, "offset_s": round(self.vote.offset_s, 2),
+                "confidence": round(self.confidence, 4), "score": round(self.vote.score, 4),
+                "similarity": round(self.vote.similarity, 4), "votes": self.vote.votes,
+                "labels": list(self.song.labels), "verified": _rounded(self.vote.verified)}
+
+    def candidate_dict(self) -> dict:
+        return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
+                "confidence": round(self.confidence, 4), "score": round(self.vote.score, 4),
+                "similarity": round(self.vote.similarity, 4), "offset_s": round(self.vote.offset_s, 2),
+                "verified": _rounded(self.vote.verified)}
+
+
+@dataclass(frozen=True)
+class Identification:
+    query: str
+    match: Match | None
+    candidates: list[Match]
+    reason: str | None = None  # why there is no match: "no_match" or "ambiguous"; None when matched
+    clip_s: float | None = None  # seconds of audio in the clip
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "match": self.match.to_dict() if self.match else None,
+                "candidates": [c.candidate_dict() for c in self.candidates],
+                "reason": self.reason, "clip_s": None if self.clip_s is None else round(self.clip_s, 2)}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    song: Song
+    score: float  # mean over query patches of the best cosine similarity to this song
+
+    def to_dict(self) -> dict:
+        return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
+                "score": round(self.score, 4), "labels": list(self.song.labels)}
+
+
+@dataclass(frozen=True)
+class LabelAnswer:
+    query: str
+    label: str | None
+    top: list[tuple[str, float]]
+    reason: str | None = None  # "no_clear_label" when no label won enough of the vote
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "label": self.label, "top": [[lab, round(s, 4)] for lab, s in self.top],
+                "reason": self.reason}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
