@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tests.conftest import SR, TEST_MODEL, cut, synth_song
-from tuneprint.server.app import create_app, openapi_document
+from tuneprint.server.http import create_app, openapi_document
 
 TOKEN = "s3cret-write"
 READ_TOKEN = "r3ad-only"
@@ -165,6 +165,43 @@ def test_openapi_document_is_valid_openapi(client):
         for name in re.findall(r"{(\w+)}", path):
             for op in ops.values():
                 assert any(p["name"] == name and p["in"] == "path" for p in op.get("parameters", [])), (path, name)
+
+
+def test_openapi_states_the_servers_bounds_and_version(client):
+    """openapi.json is a file: its parameter bounds must be the ones the views enforce."""
+    from tuneprint.server.http import query, tracks
+    from tuneprint.server.http.openapi import service_version
+
+    doc = client.get("/openapi.json").get_json()
+    assert doc["info"]["version"] == service_version()
+    n = doc["paths"]["/similar"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["n"]
+    assert (n["default"], n["maximum"]) == (query.DEFAULT_SIMILAR_N, query.MAX_SIMILAR_N)
+    limit = next(p["schema"] for p in doc["paths"]["/tracks"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["default"], limit["maximum"]) == (tracks.DEFAULT_TRACKS_LIMIT, tracks.MAX_TRACKS_LIMIT)
+
+def test_openapi_describes_confidence_and_reasons():
+    """The answers may carry one confidence and say why they are unknown; the older shape stays valid."""
+    doc = openapi_document()
+
+    def errors(schema_name: str, answer: dict) -> list[str]:
+        schema = {"$ref": f"#/components/schemas/{schema_name}", "components": doc["components"]}
+        return [e.message for e in Draft202012Validator(schema).iter_errors(answer)]
+
+    match = {"song_id": "a", "path": "a.wav", "title": None, "artist": None, "offset_s": 6.0, "score": 0.58,
+             "similarity": 0.72, "votes": 3, "labels": [], "verified": 0.4}
+    candidate = {k: match[k] for k in ("song_id", "path", "title", "score", "similarity", "offset_s", "verified")}
+    answered = {"query": "q", "match": {**match, "confidence": 0.8}, "candidates": [{**candidate, "confidence": 0.8}],
+                "reason": None, "clip_s": 8.0}
+    unknown = {"query": "q", "match": None, "candidates": [{**candidate, "confidence": 0.3}], "reason": "no_match",
+               "clip_s": 3.0}
+    assert errors("Identification", answered) == errors("Identification", unknown) == []
+    assert errors("Identification", {"query": "q", "match": match, "candidates": [candidate]}) == []
+    assert errors("Identification", {**unknown, "reason": "no idea"})
+    assert errors("Identification", {**answered, "match": {**match, "confidence": 1.5}})
+    labels = {"query": "q", "label": None, "top": [["rock", 0.4]]}
+    assert errors("LabelVotes", labels) == errors("LabelVotes", {**labels, "reason": "no_clear_label"}) == []
+    assert errors("LabelVotes", {**labels, "reason": "unsure"})
+
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -451,7 +488,7 @@ def test_an_unexpected_failure_is_a_500_problem(library, monkeypatch):
 
 # -- the command -----------------------------------------------------------------------------
 def test_serve_is_a_command(tmp_path):
-    from tuneprint.server.app import cmd_serve
+    from tuneprint.server.cli.serve_command import cmd_serve
     from tuneprint.server.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--library", str(tmp_path), "--port", "0", "--token", "t",

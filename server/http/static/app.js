@@ -76,8 +76,9 @@
       $("song-title").textContent = match.title || match.song_id;
       $("song-artist").textContent = match.artist || "";
       $("song-offset").textContent = clock(match.offset_s);
-      $("song-confidence").textContent = percent(match.score);
-      $("song-meter").style.width = percent(match.score);
+      $("song-confidence").textContent = percent(confidence(match));
+      $("song-confidence").title = `similarity ${match.similarity.toFixed(2)}, vote score ${match.score.toFixed(2)}`;
+      $("song-meter").style.width = percent(confidence(match));
       $("song-facts").hidden = false;
       for (const label of match.labels) $("song-labels").append(chip(label));
     } else {
@@ -86,9 +87,11 @@
       $("song-artist").textContent = "";
       $("song-facts").hidden = true;
       const closest = identification.candidates[0];
+      const lines = [whyUnknown(identification.reason)];
       if (closest) {
-        $("closest").textContent = `Closest: ${closest.title || closest.song_id} (confidence ${percent(closest.score)}, too low to call it).`;
+        lines.push(`Closest: ${closest.title || closest.song_id} (confidence ${percent(confidence(closest))}, too low to call it).`);
       }
+      $("closest").textContent = lines.filter(Boolean).join(" ");
     }
 
     const list = $("similar");
@@ -98,7 +101,10 @@
 
     const bars = $("labels");
     bars.replaceChildren(...labels.top.map(([label, share]) => bar(label, share)));
-    $("labels-empty").hidden = labels.top.length > 0;
+    const unclear = labels.reason === "no_clear_label";
+    $("labels-empty").textContent = unclear ? "No clear label: the neighbours agree on none clearly enough."
+      : "The neighbours carry no labels.";
+    $("labels-empty").hidden = labels.top.length > 0 && !unclear;
 
     $("result").hidden = false;
   }
@@ -155,6 +161,21 @@
   }
 
   const percent = (x) => `${Math.round(Math.max(0, Math.min(1, x)) * 100)}%`;
+
+  // The one confidence people read (0.5 is the library's "unknown" bar); a server that
+  // predates it gives only the raw vote score, shown as before.
+  const confidence = (vote) => vote.confidence ?? vote.score;
+
+  const UNKNOWN_REASONS = {
+    no_match: "No song in the library is close enough to this clip.",
+    ambiguous: "More than one song fits this clip about equally well.",
+    too_short: "The clip is too short to tell.",
+  };
+
+  function whyUnknown(reason) {
+    if (!reason) return "";
+    return UNKNOWN_REASONS[reason] || `Reason: ${reason.replaceAll("_", " ")}.`;
+  }
 
   function clock(seconds) {
     const s = Math.max(0, seconds);

@@ -1,0 +1,27 @@
+"""What the app shares between requests, and how a view reaches it."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+if TYPE_CHECKING:  # the library pulls in torch: it is imported when an app is made, not here
+    from tuneprint.server.library import Library
+
+
+@dataclass
+class Service:
+    """The library and the lock that serialises writes (adds and removals)."""
+
+    library: Library
+    write_lock: threading.Lock
+
+
+def current_service() -> Service:
+    return current_app.extensions["tuneprint"]
+
+
+def current_library() -> Library:
+    return current_service().library
