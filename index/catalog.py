@@ -48,16 +48,25 @@ class SnippetInfo:
 
 
 class Catalog:
-    """SQLite catalog of one library. Thread-safe: one connection behind a lock."""
+    """SQLite catalog of one library. Thread-safe: one connection behind a lock.
 
-    def __init__(self, path: str | os.PathLike):
+    ``read_only``: opened as an immutable file, for libraries on read-only media or folders
+    (SQLite's write-ahead log would otherwise need to create files beside it).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False):
         self.path = Path(path)
-        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self.read_only = read_only
+        if read_only:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
-        self._ensure_schema()
+        if not read_only:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._ensure_schema()
 
     def _ensure_schema(self) -> None:
         with self._lock, self.db.atomic():
@@ -97,7 +106,16 @@ class Catalog:
         with self._lock:
             self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def generation(self) -> int:
+        """How many times the library was changed: readers in other processes reload when it moves."""
+        return int(self.get_meta("generation", "0"))
+
     # -- writes (call inside transaction()) --------------------------------------------
+    def bump_generation(self) -> int:
+        generation = self.generation() + 1
+        self.set_meta("generation", str(generation))
+        return generation
+
     def next_row_id(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(row_id), -1) + 1 FROM snippets").fetchone()
         return max(int(row[0]), int(self.get_meta("next_row_id", "0")))

@@ -1,4 +1,4 @@
-"""A library folder's settings (``settings.json``) and its layout.
+"""A library folder: its layout, its settings (``settings.json``), and reading or creating its parts.
 
 A library folder holds::
 
@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from tuneprint.errors import MismatchError
-from tuneprint.index.vectors import IndexConfig
+import numpy as np
+
+from tuneprint.errors import BusyError, DamagedLibraryError, LibraryError, MismatchError
+from tuneprint.index.catalog import Catalog, Song
+from tuneprint.index.vectors import IndexConfig, VectorIndex, create_index, save_index
 from tuneprint.index.vote import VoteConfig
 
 FORMAT_VERSION = 1
@@ -63,3 +70,111 @@ def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def calibrated_vote(model) -> VoteConfig | None:
+    """Vote settings with the "unknown" thresholds calibrated for this model (index/calibration.py), if any."""
+    calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
+    if not calibration:
+        return None
+    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
+
+
+def write_empty_library(folder: Path, settings: LibrarySettings, model) -> None:
+    write_settings(folder, settings)
+    catalog = Catalog(folder / CATALOG_FILE)
+    record_model(catalog, model)
+    catalog.close()
+    save_index(create_index(settings.index), folder / INDEX_DIR, model_id=model.model_id)
+
+
+def build_atomically(root: Path, fill: Callable[[Path], None]) -> None:
+    """Fill a hidden sibling folder, then rename it to ``root``: a library is there whole or not at all."""
+    staging = root.with_name(f".{root.name}.creating-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    try:
+        fill(staging)
+        os.rename(staging, root)  # replaces an empty folder the user made, never a full one
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def open_catalog(root: Path) -> Catalog:
+    """The catalog, read-only when this process may not write in the folder (the library is still searched)."""
+    path = root / CATALOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError("missing")
+    writable = os.access(root, os.W_OK) and os.access(path, os.W_OK)
+    catalog = Catalog(path, read_only=not writable)
+    catalog.generation()  # reads a table: a file that is not a catalog fails here, not in the middle of a query
+    return catalog
+
+
+def read_part(path: Path, read):
+    """``read()`` one part of a library folder; damage becomes one clear sentence naming the file."""
+    try:
+        return read()
+    except (LibraryError, BusyError):
+        raise
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RuntimeError, sqlite3.Error) as e:
+        root = path.parent
+        raise DamagedLibraryError(f"{path}: cannot be read ({type(e).__name__}: {e}); run "
+                                  f"`tuneprint doctor --library {root}` to check and repair the library") from None
+
+
+def model_spec(root: Path, spec: str) -> str:
+    if spec not in ("default", "seeded", "") and not Path(spec).is_absolute():
+        return str(root / spec)
+    return spec
+
+
+def load_library_model(root: Path, spec: str):
+    from tuneprint.encoder.checkpoint import load_model
+
+    return load_model(model_spec(root, spec))
+
+
+def embedder_for(model):
+    from tuneprint.encoder.embeddings import Embedder
+
+    return Embedder(model)
+
+
+def record_model(catalog: Catalog, model) -> None:
+    """What a library opened without its encoder needs to know of it: its id and feature settings."""
+    catalog.set_meta("model_id", model.model_id)
+    catalog.set_meta("features", json.dumps(model.features.to_dict()))
+
+
+def recorded_features(catalog: Catalog):
+    from tuneprint.encoder.features import FeatureConfig
+
+    recorded = catalog.get_meta("features")
+    return FeatureConfig(**json.loads(recorded)) if recorded else FeatureConfig()
+
+
+def recorded_vector_count(root: Path) -> int:
+    from tuneprint.index.vectors import META_FILE
+
+    meta = root / INDEX_DIR / META_FILE
+    return int(json.loads(meta.read_text()).get("count", 0)) if meta.is_file() else 0
+
+
+def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, object]]) -> list[np.ndarray]:
+    """Insert songs with their snippets, spectrograms and vectors (inside a catalog transaction).
+
+    Returns the row ids given to each song's vectors.
+    """
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row = catalog.next_row_id()
+    added = []
+    for song, emb in rows:
+        ids = catalog.insert_song(song, emb.offsets_s, row, now)
+        catalog.put_spectrogram(song.song_id, emb.spectrogram)
+        index.add(ids, emb.vectors)
+        added.append(ids)
+        row += len(ids)
+    return added

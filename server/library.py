@@ -7,26 +7,28 @@ server/answers.py. The folder's layout is in server/settings.py.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from tuneprint.errors import LibraryError, MismatchError, NotFoundError
+from tuneprint.errors import BusyError, LibraryError, MismatchError, NotFoundError
 from tuneprint.index.catalog import Catalog, Song
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
 from tuneprint.index.vote import VoteConfig
 
 from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, confidence
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
-from .settings import (CATALOG_FILE, INDEX_DIR, LIBRARY_MODEL, SETTINGS_FILE, LibrarySettings, read_settings,
-                       write_settings)
+from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
+                     embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
+                     read_settings, recorded_features, recorded_vector_count, write_empty_library)
+from .maintenance import adopt_model, reindex, store_missing_spectrograms
+from .writelock import DEFAULT_WAIT_S, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,12 @@ class Library:
         self.index = index
         self.model = model
         self.model_id = model.model_id if model is not None else catalog.get_meta("model_id")
-        self.features = model.features if model is not None else _recorded_features(catalog)
-        self.embedder = _embedder(model) if model is not None else None
+        self.features = model.features if model is not None else recorded_features(catalog)
+        self.embedder = embedder_for(model) if model is not None else None
         self.model_vote = calibrated_vote(model) if model is not None else None  # the encoder's own thresholds
-        self._lock = threading.RLock()  # guards index + catalog writes and index reads
+        self.write_wait_s = DEFAULT_WAIT_S  # how long a write waits for another process's (then BusyError)
+        self._generation = catalog.generation()  # the catalog's change count this index and settings match
+        self._lock = threading.RLock()  # guards index + catalog writes and index reads in this process
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -63,18 +67,14 @@ class Library:
             raise LibraryError(f"{root}: a library already exists here")
         if root.exists() and any(root.iterdir()):
             raise LibraryError(f"{root}: folder exists and is not empty; choose a new folder for the library")
-        model = _load_library_model(root, settings.model)
+        model = load_library_model(root, settings.model)
         index_cfg = replace(settings.index, dim=model.net.cfg.embedding_dim)
         settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model) or VoteConfig())
         create_index(index_cfg)  # fail on a bad backend name before anything is written
-        root.mkdir(parents=True, exist_ok=True)
-        write_settings(root, settings)
-        catalog = Catalog(root / CATALOG_FILE)
-        _record_model(catalog, model)
-        index = create_index(index_cfg)
-        save_index(index, root / INDEX_DIR, model_id=model.model_id)
+        build_atomically(root, lambda folder: write_empty_library(folder, settings, model))
         log.info("created library %s (backend %s, encoder %s)", root, index_cfg.backend, model.model_id)
-        return cls(root, settings, catalog, index, model)
+        return cls(root, settings, Catalog(root / CATALOG_FILE), load_index(root / INDEX_DIR, model_id=model.model_id),
+                   model)
 
     @classmethod
     def open(cls, root: str | os.PathLike, *, check_model: bool = True, load_encoder: bool = True) -> "Library":
@@ -82,20 +82,21 @@ class Library:
         root = Path(root)
         if not (root / SETTINGS_FILE).is_file():
             raise LibraryError(f"{root}: not a tuneprint library (no {SETTINGS_FILE}); create one with `tuneprint add`")
-        settings = read_settings(root)
+        settings = read_part(root / SETTINGS_FILE, lambda: read_settings(root))
+        catalog = read_part(root / CATALOG_FILE, lambda: open_catalog(root))
         if not load_encoder:
-            return cls(root, settings, Catalog(root / CATALOG_FILE), None)
-        model = _load_library_model(root, settings.model)
-        catalog = Catalog(root / CATALOG_FILE)
+            return cls(root, settings, catalog, None)
+        model = load_library_model(root, settings.model)
         recorded = catalog.get_meta("model_id")
         if check_model and recorded != model.model_id:
             raise MismatchError(f"{root}: the library was embedded with encoder {recorded}, but its model is now "
                                 f"{model.model_id}; run `tuneprint reindex --library {root}`")
-        index = load_index(root / INDEX_DIR, model_id=recorded) if check_model else create_index(settings.index)
+        index = (read_part(root / INDEX_DIR, lambda: load_index(root / INDEX_DIR, model_id=recorded)) if check_model
+                 else create_index(settings.index))
         lib = cls(root, settings, catalog, index, model)
         if check_model:
             lib._reconcile()
-            lib._store_missing_spectrograms()
+            store_missing_spectrograms(lib)
         return lib
 
     def _reconcile(self) -> None:
@@ -104,34 +105,51 @@ class Library:
         missing = np.setdiff1d(in_catalog, in_index)
         if len(missing):
             raise MismatchError(f"{self.root}: the index lacks {len(missing)} snippets the catalog lists; "
-                                f"run `tuneprint reindex --library {self.root}`")
+                                f"run `tuneprint doctor --library {self.root}`")
         extra = np.setdiff1d(in_index, in_catalog)
-        if len(extra):
-            log.warning("dropping %d vectors of an interrupted ingest from the index", len(extra))
+        if len(extra):  # harmless to searches (no song); dropped from the file when no writer is at work
             self.index.remove(extra)
-            save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
-
-    def _store_missing_spectrograms(self) -> None:
-        """Libraries made before the catalog kept spectrograms get them once, here, from the songs'
-        files, so that a query only ever reads. A song whose file is gone is judged by similarity alone."""
-        from tuneprint.encoder.audio import load_audio
-        from tuneprint.encoder.features import log_mel
-        from tuneprint.errors import AudioError
-
-        missing = self.catalog.songs_without_spectrogram()
-        if missing:
-            log.info("storing the spectrograms of %d songs (library made by an older tuneprint)", len(missing))
-        for song_id in missing:
-            try:
-                S_db = log_mel(load_audio(self._song(song_id).path, sr=self.features.sample_rate), self.features)
-            except (AudioError, OSError) as e:
-                log.warning("cannot verify %s: %s", song_id, e)
-                continue
-            with self._lock, self.catalog.transaction():
-                self.catalog.put_spectrogram(song_id, S_db)
+            if self._may_write_now():
+                with self.writing(wait_s=0):
+                    log.warning("dropping %d vectors of an interrupted ingest from the index", len(extra))
+                    save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
 
     def close(self) -> None:
         self.catalog.close()
+
+    # -- one writer at a time, readers that follow ------------------------------------------
+    @contextmanager
+    def writing(self, wait_s: float | None = None):
+        """Hold the writer lock (this process's and the folder's), with this object caught up with
+        what other processes wrote meanwhile."""
+        if self.catalog.read_only:
+            raise LibraryError(f"{self.root}: the library is read-only here; it can be searched, not changed")
+        with self._lock, writer_lock(self.root, self.write_wait_s if wait_s is None else wait_s):
+            self.refresh()
+            yield
+
+    def refresh(self) -> bool:
+        """Reload index and settings if another process changed the library since; True if it did."""
+        generation = self.catalog.generation()
+        if generation == self._generation:
+            return False
+        with self._lock:
+            self.settings = read_settings(self.root)
+            if self.index is not None:
+                self.index = load_index(self.root / INDEX_DIR, model_id=self.model_id)
+            self._generation = generation
+        log.info("library %s changed on disk (generation %d): reloaded", self.root, generation)
+        return True
+
+    def _may_write_now(self) -> bool:
+        """Whether this process can take the writer lock at once (not read-only, no other writer)."""
+        if self.catalog.read_only:
+            return False
+        try:
+            with writer_lock(self.root, 0):
+                return True
+        except (BusyError, OSError):
+            return False
 
     def __enter__(self) -> "Library":
         return self
@@ -142,34 +160,46 @@ class Library:
     # -- writing -------------------------------------------------------------------------
     def add(self, paths: Sequence[str | os.PathLike], *, labels: dict[str, Sequence[str]] | None = None,
             default_labels: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
-            jobs: int = 1) -> list[FileResult]:
+            on_commit: Callable[[list[FileResult]], None] | None = None, jobs: int = 1) -> list[FileResult]:
         """Decode, embed and index audio files; every ``commit_every`` files are written all-or-nothing.
 
         Parameters
         ----------
         paths : audio files (folders must be expanded with :func:`find_audio_files` first)
         labels : absolute path → labels for that file (from a CSV), added to ``default_labels``
-        progress : called after each file with its result and the seconds of audio it held
+        progress : called after each file is decoded and embedded, with its tentative result and the
+            seconds of audio it held (for progress bars: "added" is not final until its commit)
+        on_commit : called after each batch is durably written, with that batch's final results
+            (what to report as added: a crash later loses none of them)
         jobs : worker processes that decode and embed (1: this process)
         """
         self._require_encoder()
         labels = {str(Path(k).resolve()): tuple(v) for k, v in (labels or {}).items()}
         results: list[FileResult] = []
+        batch: list[FileResult] = []
         pending: list[tuple[Song, object]] = []
         seen_hashes: set[str] = set()
         prepared_files = prepare_files([Path(p) for p in paths], self.embedder, self.settings.index_hop_frames,
                                        known_hashes=self.catalog.audio_hashes(), jobs=jobs,
-                                       model_spec=_model_spec(self.root, self.settings.model))
+                                       model_spec=model_spec(self.root, self.settings.model))
         for prepared in prepared_files:
-            result = self._accept(prepared, labels, default_labels, seen_hashes, pending)
-            results.append(result)
-            if len(pending) >= self.settings.commit_every:
-                self._commit(pending)
-                pending = []
+            batch.append(self._accept(prepared, labels, default_labels, seen_hashes, pending))
             if progress:
-                progress(result, prepared.seconds)
-        self._commit(pending)
+                progress(batch[-1], prepared.seconds)
+            if len(pending) >= self.settings.commit_every:
+                results += self._commit_batch(batch, pending, on_commit)
+                batch, pending = [], []
+        results += self._commit_batch(batch, pending, on_commit)
         return results
+
+    def _commit_batch(self, batch: list[FileResult], pending: list[tuple[Song, object]],
+                      on_commit: Callable[[list[FileResult]], None] | None) -> list[FileResult]:
+        """Commit ``pending``; songs another process stored meanwhile become duplicates."""
+        stored = self._commit(pending)
+        final = [replace(r, status="duplicate") if r.status == "added" and r.song_id not in stored else r for r in batch]
+        if on_commit and final:
+            on_commit(final)
+        return final
 
     def _accept(self, prepared: PreparedFile, labels, default_labels, seen_hashes, pending) -> FileResult:
         """Queue a prepared file for the next commit, or say why not (duplicate, failed)."""
@@ -188,27 +218,33 @@ class Library:
         pending.append((song, prepared.embeddings))
         return FileResult(prepared.path, "added", song_id=song_id)
 
-    def _commit(self, pending: list[tuple[Song, object]]) -> None:
-        """Write songs to catalog and index together: both change, or neither does."""
+    def _commit(self, pending: list[tuple[Song, object]]) -> set[str]:
+        """Write songs to catalog and index together: both change, or neither does.
+
+        Returns the ids of the songs written (those another writer stored meanwhile are skipped).
+        """
         if not pending:
-            return
-        with self._lock:
+            return set()
+        with self.writing():
+            pending = [(song, emb) for song, emb in pending if self.catalog.song_by_hash(song.audio_hash) is None]
             added: list[np.ndarray] = []
             try:
                 with self.catalog.transaction():
-                    added = _insert(self.catalog, self.index, pending)
+                    added = insert_songs(self.catalog, self.index, pending)
                     # Saved before the catalog commits: a crash here leaves extra vectors, dropped on open.
                     save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
+                    self._generation = self.catalog.bump_generation()
             except BaseException:
                 if added:
                     self.index.remove(np.concatenate(added))
                 raise
         log.info("committed %d songs", len(pending))
+        return {song.song_id for song, _ in pending}
 
     def remove(self, song_id: str) -> Song:
         """Delete a song from catalog and index."""
         self._require_encoder()
-        with self._lock:
+        with self.writing():
             song = self._song(song_id)
             with self.catalog.transaction():
                 row_ids = self.catalog.delete_song(song_id)
@@ -216,15 +252,17 @@ class Library:
                 self.index.remove(row_ids)
                 try:
                     save_index(self.index, self.root / INDEX_DIR, model_id=self.model_id)
+                    self._generation = self.catalog.bump_generation()
                 except BaseException:
                     self.index.add(row_ids, vectors)
                     raise
         return song
 
     def set_labels(self, song_id: str, labels: Sequence[str]) -> Song:
-        with self._lock, self.catalog.transaction():
+        with self.writing(), self.catalog.transaction():
             self._song(song_id)
             self.catalog.set_labels(song_id, tuple(sorted(set(labels))))
+            self._generation = self.catalog.bump_generation()
         return self.catalog.song(song_id)
 
     # -- reading -------------------------------------------------------------------------
@@ -245,6 +283,7 @@ class Library:
 
         self._require_encoder()
         with self._lock:
+            self.refresh()
             return find_neighbours(vectors, self.index, self.catalog, k)
 
     def identify(self, clip: AudioSource, *, name: str | None = None) -> Identification:
@@ -322,7 +361,7 @@ class Library:
         catalog_bytes = sum(f.stat().st_size for f in self.root.glob(CATALOG_FILE + "*") if f.is_file())
         return {"library": str(self.root), "songs": counts["songs"], "snippets": counts["snippets"],
                 "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": self.settings.index.backend,
-                "vectors": len(self.index) if self.index is not None else _recorded_vector_count(self.root),
+                "vectors": len(self.index) if self.index is not None else recorded_vector_count(self.root),
                 "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": self.model_id,
                 "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4),
                 # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
@@ -333,118 +372,18 @@ class Library:
                 "verify_top": vote.verify_top if vote.verifies else 0, "verify_weight": vote.verify_weight,
                 "min_evidence": round(vote.min_evidence, 4)}
 
-    # -- maintenance ---------------------------------------------------------------------
+    # -- maintenance (server/maintenance.py) -------------------------------------------------
     def adopt_model(self, checkpoint: str | os.PathLike) -> str:
-        """Make a trained checkpoint this library's encoder (encoder part only, half precision).
-
-        The library must then be re-embedded (:meth:`reindex`) before it answers queries again.
-        """
-        from tuneprint.encoder.checkpoint import load_checkpoint, save_checkpoint
-
-        loaded = load_checkpoint(checkpoint)
-        save_checkpoint(self.root / LIBRARY_MODEL, loaded.net, loaded.features, half=True, encoder_only=True,
-                        extra={"source": str(Path(checkpoint).resolve()), **loaded.meta.get("extra", {})})
-        self.settings = replace(self.settings, model=LIBRARY_MODEL)
-        write_settings(self.root, self.settings)
-        return str(self.root / LIBRARY_MODEL)
+        """Make a trained checkpoint this library's encoder; then :meth:`reindex` before querying."""
+        return adopt_model(self, checkpoint)
 
     def reindex(self, progress: Callable[[Song], None] | None = None) -> int:
-        """Re-embed every song from its file with the library's current model and rebuild the index.
-
-        The new index replaces the old one only when every song was embedded. A model that carries
-        calibrated "unknown" thresholds (index/calibration.py) brings them along: thresholds of
-        another encoder mean nothing for the new embeddings.
-        """
-        from tuneprint.encoder.audio import load_audio
-
-        self._require_encoder()
-        songs = self.catalog.songs()
-        fresh = create_index(self.settings.index)
-        rows: list[tuple[Song, object]] = []
-        for song in songs:
-            y = load_audio(song.path, sr=self.features.sample_rate)
-            rows.append((song, self.embedder.embed_audio(y, hop_frames=self.settings.index_hop_frames)))
-            if progress:
-                progress(song)
-        with self._lock, self.catalog.transaction():
-            for song, _ in rows:
-                self.catalog.delete_song(song.song_id)
-            _insert(self.catalog, fresh, rows)
-            _record_model(self.catalog, self.model)
-            save_index(fresh, self.root / INDEX_DIR, model_id=self.model_id)
-            self.index = fresh
-            if self.model_vote is not None and self.model_vote != self.settings.vote:
-                self.settings = replace(self.settings, vote=self.model_vote)
-                write_settings(self.root, self.settings)
-                log.info("library %s now uses the encoder's calibrated thresholds %s", self.root, self.model_vote.to_dict())
-        return len(rows)
+        """Re-embed every song from its file with the library's model and rebuild the index."""
+        return reindex(self, progress)
 
     def _require_encoder(self) -> None:
         if self.embedder is None:
             raise LibraryError(f"{self.root}: opened without its encoder (load_encoder=False); open it again to do this")
-
-
-def _insert(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, object]]) -> list[np.ndarray]:
-    """Insert songs with their snippets, spectrograms and vectors (inside a catalog transaction).
-
-    Returns the row ids given to each song's vectors.
-    """
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    row = catalog.next_row_id()
-    added = []
-    for song, emb in rows:
-        ids = catalog.insert_song(song, emb.offsets_s, row, now)
-        catalog.put_spectrogram(song.song_id, emb.spectrogram)
-        index.add(ids, emb.vectors)
-        added.append(ids)
-        row += len(ids)
-    return added
-
-
-def calibrated_vote(model) -> VoteConfig | None:
-    """Vote settings with the "unknown" thresholds calibrated for this model (index/calibration.py), if any."""
-    calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
-    if not calibration:
-        return None
-    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
-
-
-def _model_spec(root: Path, spec: str) -> str:
-    if spec not in ("default", "seeded", "") and not Path(spec).is_absolute():
-        return str(root / spec)
-    return spec
-
-
-def _load_library_model(root: Path, spec: str):
-    from tuneprint.encoder.checkpoint import load_model
-
-    return load_model(_model_spec(root, spec))
-
-
-def _embedder(model):
-    from tuneprint.encoder.embeddings import Embedder
-
-    return Embedder(model)
-
-
-def _record_model(catalog: Catalog, model) -> None:
-    """What a library opened without its encoder needs to know of it: its id and feature settings."""
-    catalog.set_meta("model_id", model.model_id)
-    catalog.set_meta("features", json.dumps(model.features.to_dict()))
-
-
-def _recorded_features(catalog: Catalog):
-    from tuneprint.encoder.features import FeatureConfig
-
-    recorded = catalog.get_meta("features")
-    return FeatureConfig(**json.loads(recorded)) if recorded else FeatureConfig()
-
-
-def _recorded_vector_count(root: Path) -> int:
-    from tuneprint.index.vectors import META_FILE
-
-    meta = root / INDEX_DIR / META_FILE
-    return int(json.loads(meta.read_text()).get("count", 0)) if meta.is_file() else 0
 
 
 def _name(clip) -> str:

@@ -531,3 +531,38 @@ def test_a_song_whose_file_is_gone_is_judged_without_verification(library_copy, 
         top = result.candidates[0]
         assert top.song.song_id == target.song_id and top.vote.verified is None
         assert result.match is None or result.match is top
+
+
+# -- ingest in worker processes, opening without the encoder, answer fields ---------------------
+def test_add_in_worker_processes_builds_the_same_library(library, song_dir, tmp_path):
+    """jobs=2 decodes and embeds in two processes; songs, snippets and vectors match the serial library's."""
+    files = sorted(song_dir.glob("*.wav"))[:4]
+    with Library.create(tmp_path / "parallel", LibrarySettings(model=library.settings.model)) as lib:
+        results = lib.add(files + files[:1], jobs=2)
+        assert [r.status for r in results] == ["added"] * 4 + ["duplicate"]
+        for song in lib.tracks():
+            serial = library.song(song.song_id)
+            assert (song.path, song.n_snippets) == (serial.path, serial.n_snippets)
+            mine, theirs = lib.catalog.row_ids(song.song_id), library.catalog.row_ids(song.song_id)
+            np.testing.assert_allclose(lib.index.vectors(mine), library.index.vectors(theirs), atol=1e-5)
+
+
+def test_a_library_opens_without_its_encoder_for_listing(library_path):
+    """load_encoder=False: tracks and stats without the model; what needs the encoder says so."""
+    with Library.open(library_path, load_encoder=False) as light, Library.open(library_path) as full:
+        assert [s.song_id for s in light.tracks()] == [s.song_id for s in full.tracks()]
+        assert light.stats() == full.stats()
+        with pytest.raises(LibraryError, match="without its encoder"):
+            light.identify(song_path(Path(full.tracks()[0].path).parent, 0))
+
+
+def test_identify_answers_carry_confidence_reason_and_clip_length(library, clips):
+    matched = library.identify(write_clip(clips, "conf_clean", cut(synth_song(4), clip_start(4), CLIP_S)))
+    d = matched.to_dict()
+    assert d["clip_s"] == pytest.approx(CLIP_S, abs=0.1)
+    if matched.match is not None:
+        assert d["reason"] is None and 0.5 <= d["match"]["confidence"] <= 1.0
+    stranger = library.identify(write_clip(clips, "conf_stranger", cut(synth_song(UNKNOWN_SEEDS[0]), 5.0, CLIP_S)))
+    if stranger.match is None:
+        assert stranger.reason in ("no_match", "ambiguous")
+        assert all(c["confidence"] < 0.5 for c in stranger.to_dict()["candidates"])

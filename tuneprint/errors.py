@@ -35,3 +35,11 @@ class NotFoundError(LibraryError):
 
 class CheckpointError(TuneprintError):
     """A model checkpoint is missing, damaged or of another format version."""
+
+
+class BusyError(LibraryError):
+    """Another process is writing to the library; retry when it is done."""
+
+
+class DamagedLibraryError(LibraryError):
+    """A file of the library folder cannot be read; `tuneprint doctor` says what to do."""

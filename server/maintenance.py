@@ -1,0 +1,89 @@
+"""Keeping a library in shape: re-embedding with a new encoder, adopting a trained one, and storing
+what libraries made by older versions lack. Functions over an open :class:`server.library.Library`,
+run under its writer lock.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from tuneprint.index.catalog import Song
+from tuneprint.index.vectors import create_index, save_index
+
+from .folder import INDEX_DIR, LIBRARY_MODEL, insert_songs, record_model, write_settings
+
+log = logging.getLogger(__name__)
+
+
+def store_missing_spectrograms(lib) -> None:
+    """Libraries made before the catalog kept spectrograms get them once, here, from the songs'
+    files, so that a query only ever reads. A song whose file is gone is judged by similarity alone."""
+    from tuneprint.encoder.audio import load_audio
+    from tuneprint.encoder.features import log_mel
+    from tuneprint.errors import AudioError
+
+    missing = lib.catalog.songs_without_spectrogram()
+    if not missing or not lib._may_write_now():
+        return
+    log.info("storing the spectrograms of %d songs (library made by an older tuneprint)", len(missing))
+    for song_id in missing:
+        try:
+            S_db = log_mel(load_audio(lib._song(song_id).path, sr=lib.features.sample_rate), lib.features)
+        except (AudioError, OSError) as e:
+            log.warning("cannot verify %s: %s", song_id, e)
+            continue
+        with lib.writing(wait_s=0), lib.catalog.transaction():
+            lib.catalog.put_spectrogram(song_id, S_db)
+
+
+def adopt_model(lib, checkpoint: str | os.PathLike) -> str:
+    """Make a trained checkpoint this library's encoder (encoder part only, half precision).
+
+    The library must then be re-embedded (:meth:`reindex`) before it answers queries again.
+    """
+    from tuneprint.encoder.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    with lib.writing():
+        save_checkpoint(lib.root / LIBRARY_MODEL, loaded.net, loaded.features, half=True, encoder_only=True,
+                        extra={"source": str(Path(checkpoint).resolve()), **loaded.meta.get("extra", {})})
+        lib.settings = replace(lib.settings, model=LIBRARY_MODEL)
+        write_settings(lib.root, lib.settings)
+    return str(lib.root / LIBRARY_MODEL)
+
+
+def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
+    """Re-embed every song from its file with the library's current model and rebuild the index.
+
+    The new index replaces the old one only when every song was embedded. A model that carries
+    calibrated "unknown" thresholds (index/calibration.py) brings them along: thresholds of
+    another encoder mean nothing for the new embeddings.
+    """
+    from tuneprint.encoder.audio import load_audio
+
+    lib._require_encoder()
+    with lib.writing():  # held throughout: a song added meanwhile would miss the new index
+        songs = lib.catalog.songs()
+        fresh = create_index(lib.settings.index)
+        rows: list[tuple[Song, object]] = []
+        for song in songs:
+            y = load_audio(song.path, sr=lib.features.sample_rate)
+            rows.append((song, lib.embedder.embed_audio(y, hop_frames=lib.settings.index_hop_frames)))
+            if progress:
+                progress(song)
+        with lib.catalog.transaction():
+            for song, _ in rows:
+                lib.catalog.delete_song(song.song_id)
+            insert_songs(lib.catalog, fresh, rows)
+            record_model(lib.catalog, lib.model)
+            save_index(fresh, lib.root / INDEX_DIR, model_id=lib.model_id)
+            if lib.model_vote is not None and lib.model_vote != lib.settings.vote:
+                lib.settings = replace(lib.settings, vote=lib.model_vote)
+                write_settings(lib.root, lib.settings)
+                log.info("library %s now uses the encoder's calibrated thresholds %s", lib.root, lib.model_vote.to_dict())
+            lib._generation = lib.catalog.bump_generation()
+            lib.index = fresh
+    return len(rows)
