@@ -1,0 +1,160 @@
+"""`tuneprint doctor`: check every part of a library folder and, where it can, repair it.
+
+What can be rebuilt is rebuilt: settings from defaults and what the folder still tells (the
+model file, the index's own config), the index by re-embedding the catalog's audio files, and
+rows that point at no song are dropped. A catalog SQLite cannot read is not guessed at: the
+finding says to restore it or to build a new library.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tuneprint.errors import TuneprintError
+from tuneprint.index.vectors import META_FILE, IndexConfig, load_index
+
+from .folder import CATALOG_FILE, INDEX_DIR, LIBRARY_MODEL, SETTINGS_FILE, LibrarySettings, read_settings, write_settings
+
+log = logging.getLogger(__name__)
+
+ORPHANS = ("snippets", "labels", "spectra")  # tables whose rows belong to a song
+
+
+@dataclass
+class Finding:
+    file: str  # the part of the library concerned, relative to its folder
+    problem: str
+    fix: str  # what repair does, or what the user must do
+    repairable: bool
+    repaired: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check(root: Path) -> list[Finding]:
+    """Every problem of the library folder ``root``; an empty list when it is healthy."""
+    root = Path(root)
+    if not root.is_dir():
+        return [Finding(".", f"{root} is not a folder", "give the library's folder", False)]
+    findings = _check_settings(root) + _check_leftovers(root)
+    catalog_findings = _check_catalog(root)
+    findings += catalog_findings
+    if not catalog_findings:
+        findings += _check_index(root)
+    return findings
+
+
+def repair(root: Path, progress=None) -> list[Finding]:
+    """Check, then repair what can be repaired, in order: settings, leftovers, orphans, the index."""
+    root = Path(root)
+    findings = check(root)
+    for finding in findings:
+        if not finding.repairable:
+            continue
+        try:
+            REPAIRS[finding.file](root, progress)
+            finding.repaired = True
+        except (TuneprintError, OSError, sqlite3.Error, ValueError) as e:
+            finding.fix += f" (repair failed: {e})"
+            log.warning("could not repair %s: %s", finding.file, e)
+    return findings
+
+
+def _check_settings(root: Path) -> list[Finding]:
+    try:
+        read_settings(root)
+        return []
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, TuneprintError) as e:
+        return [Finding(SETTINGS_FILE, f"cannot be read ({type(e).__name__}: {e})",
+                        "rewrite it from defaults, the library's model file and its index's config", True)]
+
+
+def _check_leftovers(root: Path) -> list[Finding]:
+    stale = [p.name for p in root.iterdir() if p.name in (f"{INDEX_DIR}.new", f"{INDEX_DIR}.old")]
+    if not stale:
+        return []
+    return [Finding("leftovers", f"files of an interrupted write: {', '.join(sorted(stale))}", "remove them", True)]
+
+
+def _check_catalog(root: Path) -> list[Finding]:
+    path = root / CATALOG_FILE
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(verdict)
+            orphans = {t: db.execute(f"SELECT COUNT(*) FROM {t} WHERE song_id NOT IN (SELECT song_id FROM songs)")
+                       .fetchone()[0] for t in ORPHANS}
+            paths = [r[0] for r in db.execute("SELECT path FROM songs")]
+    except sqlite3.Error as e:
+        return [Finding(CATALOG_FILE, f"cannot be read ({e})",
+                        "restore it from a backup, or build a new library with `tuneprint add`", False)]
+    findings = []
+    if any(orphans.values()):
+        counts = ", ".join(f"{n} {t}" for t, n in orphans.items() if n)
+        findings.append(Finding("orphans", f"rows that belong to no song: {counts}", "delete them", True))
+    gone = [p for p in paths if not Path(p).is_file()]
+    if gone:
+        findings.append(Finding("audio", f"{len(gone)} songs' files are gone (e.g. {gone[0]}): they are still found, "
+                                "but the index cannot be rebuilt for them", "move the files back, or "
+                                "`tuneprint remove` those songs", False))
+    return findings
+
+
+def _check_index(root: Path) -> list[Finding]:
+    from tuneprint.index.catalog import Catalog
+
+    catalog = Catalog(root / CATALOG_FILE, read_only=True)
+    try:
+        index = load_index(root / INDEX_DIR, model_id=catalog.get_meta("model_id"))
+        missing = set(catalog.row_ids().tolist()) - set(index.ids().tolist())
+    except (TuneprintError, OSError, ValueError, KeyError, RuntimeError) as e:
+        return [Finding(INDEX_DIR, f"cannot be used ({type(e).__name__}: {e})",
+                        "rebuild it by re-embedding the catalog's audio files", True)]
+    finally:
+        catalog.close()
+    if missing:
+        return [Finding(INDEX_DIR, f"lacks {len(missing)} snippets the catalog lists",
+                        "rebuild it by re-embedding the catalog's audio files", True)]
+    return []
+
+
+def _repair_settings(root: Path, progress) -> None:
+    index = IndexConfig()
+    try:
+        index = IndexConfig(**json.loads((root / INDEX_DIR / META_FILE).read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # the index is rebuilt anyway if it is damaged too
+    model = LIBRARY_MODEL if (root / LIBRARY_MODEL).is_file() else "default"
+    settings = LibrarySettings(model=model, index=index)
+    from .folder import calibrated_vote, load_library_model
+
+    vote = calibrated_vote(load_library_model(root, model))
+    write_settings(root, LibrarySettings(model=model, index=index, vote=vote) if vote else settings)
+
+
+def _repair_leftovers(root: Path, progress) -> None:
+    for name in (f"{INDEX_DIR}.new", f"{INDEX_DIR}.old"):
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def _repair_orphans(root: Path, progress) -> None:
+    with sqlite3.connect(root / CATALOG_FILE) as db:
+        for table in ORPHANS:
+            db.execute(f"DELETE FROM {table} WHERE song_id NOT IN (SELECT song_id FROM songs)")
+
+
+def _repair_index(root: Path, progress) -> None:
+    from .library import Library
+
+    with Library.open(root, check_model=False) as lib:
+        lib.reindex(progress=progress)
+
+
+REPAIRS = {SETTINGS_FILE: _repair_settings, "leftovers": _repair_leftovers, "orphans": _repair_orphans,
+           INDEX_DIR: _repair_index}
