@@ -9,16 +9,24 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tuneprint.errors import TooShortError, UnreadableAudioError
+from tuneprint.errors import SampleRateError, TooShortError, UnreadableAudioError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 22050
+# Below the telephone band a file holds too little of the spectrum to fingerprint, and a tiny file
+# then decodes to hours of audio at SAMPLE_RATE; beyond any recording format, a header is damaged.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 768_000
 AUDIO_EXTENSIONS = frozenset({".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav", ".m4a", ".aac", ".mp4", ".webm", ".aif", ".aiff"})
 
 
@@ -28,8 +36,11 @@ class Tags:
     artist: str | None = None
 
 
-def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_seconds: float = 0.0) -> np.ndarray:
+def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_seconds: float = 0.0,
+               max_seconds: float | None = None) -> np.ndarray:
     """Decode ``source`` (a path or the bytes of a file) to mono float32 at ``sr``.
+
+    ``max_seconds`` reads only the start of a longer file: decoding stops there (None: read it all).
 
     Returns
     -------
@@ -42,6 +53,8 @@ def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_
         Missing, empty or undecodable input.
     TooShortError
         Fewer than ``min_seconds`` of audio.
+    SampleRateError
+        A native rate below ``MIN_SAMPLE_RATE`` (or above ``MAX_SAMPLE_RATE``), refused before decoding.
     """
     name = _describe(source)
     if not isinstance(source, (bytes, bytearray)):
@@ -54,13 +67,19 @@ def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_
         raise UnreadableAudioError(f"{name}: the upload is empty")
 
     try:
-        y, native_sr = _read_soundfile(source)
+        y, native_sr = _read_soundfile(source, max_seconds)
+    except SampleRateError:
+        raise
     except Exception as sf_error:  # libsndfile refuses: try FFmpeg
         log.debug("soundfile could not read %s (%s); trying PyAV", name, sf_error)
         try:
-            y, native_sr = _read_pyav(source)
+            y, native_sr = _read_pyav(source, max_seconds)
+        except SampleRateError:
+            raise
         except Exception as av_error:
-            raise UnreadableAudioError(f"{name}: not a readable audio file ({av_error})") from av_error
+            # FFmpeg's errno and the file name it repeats mean nothing more to a user
+            cause = getattr(av_error, "strerror", None) or av_error
+            raise UnreadableAudioError(f"{name}: not a readable audio file ({cause})") from av_error
 
     if y.size == 0:
         raise UnreadableAudioError(f"{name}: the file holds no audio samples")
@@ -99,15 +118,85 @@ def _describe(source) -> str:
     return "upload" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
-def _read_soundfile(source) -> tuple[np.ndarray, int]:
+def _check_rate(source, native_sr: int) -> None:
+    if not MIN_SAMPLE_RATE <= native_sr <= MAX_SAMPLE_RATE:
+        raise SampleRateError(f"{_describe(source)}: recorded at {native_sr} Hz; tuneprint reads "
+                              f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+
+
+def _frames(max_seconds: float | None, native_sr: int) -> int:
+    """Frames to read at ``native_sr`` (-1: all)."""
+    return -1 if max_seconds is None else max(int(max_seconds * native_sr), 1)
+
+
+def _read_soundfile(source, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf  # here, not at the top: the encoder's other parts run where no codec is installed (an accelerator)
 
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
-    data, native_sr = sf.read(handle, dtype="float32", always_2d=True)
-    return data.mean(axis=1), int(native_sr)
+    with _mpg123_notes_to_log(source), sf.SoundFile(handle) as f:
+        native_sr = int(f.samplerate)
+        _check_rate(source, native_sr)
+        data = f.read(_frames(max_seconds, native_sr), dtype="float32", always_2d=True)
+    return data.mean(axis=1), native_sr
 
 
-def _read_pyav(source) -> tuple[np.ndarray, int]:
+_STDERR_LOCK = threading.Lock()
+_MPG123_NOTE = re.compile(r"^(Note|Warning|Error): |^\[src/libmpg123/")
+
+
+@contextmanager
+def _mpg123_notes_to_log(source):
+    """libsndfile's MP3 decoder (mpg123) prints notes on a damaged file ("Note: Illegal Audio-MPEG-Header
+    ...") straight to file descriptor 2: for MP3 input, catch what reaches it meanwhile, log mpg123's
+    lines at debug level and pass the rest (other threads' output) on.
+
+    The lock keeps two threads from swapping descriptor 2 over each other.
+    """
+    if not _looks_like_mp3(source):
+        yield
+        return
+    with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no descriptor 2 to borrow: decode as it is
+            yield
+            return
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            _pass_on(source, caught.read().decode("utf-8", "replace"))
+
+
+def _pass_on(source, caught: str) -> None:
+    """mpg123's lines to the debug log, anything else back to stderr."""
+    lines = caught.splitlines(keepends=True)
+    notes = [line.strip() for line in lines if _MPG123_NOTE.match(line)]
+    others = "".join(line for line in lines if not _MPG123_NOTE.match(line))
+    if notes:
+        log.debug("%s: decoder notes: %s", _describe(source), " / ".join(notes))
+    if others:
+        sys.stderr.write(others)
+        sys.stderr.flush()
+
+
+def _looks_like_mp3(source) -> bool:
+    """An .mp3 name, an ID3 tag or an MPEG frame sync at the start: what libsndfile hands to mpg123."""
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:3])
+    else:
+        if str(source).lower().endswith((".mp3", ".mp2")):
+            return True
+        with open(source, "rb") as f:
+            head = f.read(3)
+    return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _read_pyav(source, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import av
 
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
@@ -116,14 +205,22 @@ def _read_pyav(source) -> tuple[np.ndarray, int]:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
         native_sr = stream.codec_context.sample_rate or stream.rate
+        if not native_sr:
+            raise ValueError("no sample rate")
+        _check_rate(source, native_sr)
         # Resample inside FFmpeg to planar float mono at the stream's own rate.
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=native_sr)
-        chunks = []
+        wanted = _frames(max_seconds, native_sr)
+        chunks, have = [], 0
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray()[0])
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray()[0])
+                have += len(chunks[-1])
+            if 0 <= wanted <= have:  # enough: the rest of the file is never decoded
+                break
+        else:
+            chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
     if not chunks:
         raise ValueError("no decodable audio frames")
-    return np.concatenate(chunks).astype(np.float32), int(native_sr)
+    y = np.concatenate(chunks)
+    return (y if wanted < 0 else y[:wanted]).astype(np.float32), int(native_sr)

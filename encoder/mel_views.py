@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Generator
 
 import numpy as np
 import torch
@@ -332,6 +333,17 @@ class MelPairs:
         view = torch.where(on(cfg.p_phone)[:, None, None], phone(view, f, g), view)
         view = mask(to_patch(view, f), cfg.p_mask, g)
         return {"anchor": anchor[:, None], "view": view[:, None], "song": songs}
+
+    # -- the view-source interface of encoder.training.fit -------------------------------------
+    def fixed_batch(self, size: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+        """One batch drawn from ``seed`` (the validation pairs); it is made where the bank lives."""
+        return self.batch(size, torch.Generator(device=self.music.db.device).manual_seed(seed))
+
+    def stream(self, batch_size: int, device: torch.device, seed: int) -> Generator[dict[str, torch.Tensor], None, None]:
+        """Endless batches from a generator seeded with ``seed``, made where the bank lives."""
+        g = torch.Generator(device=self.music.db.device).manual_seed(seed)
+        while True:
+            yield self.batch(batch_size, g)
 
     def _new_songs(self, songs: torch.Tensor, first: torch.Tensor, region: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Replace a ``p_new_song`` share of regions by the same music played ``new_song_rate`` times as

@@ -122,14 +122,17 @@ class EncoderNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig = ModelConfig()):
         super().__init__()
-        torch.manual_seed(cfg.init_seed)
         self.cfg = cfg
-        self.backbone = ResNet(cfg)
-        self.projection = nn.Linear(self.backbone.out_dim, cfg.embedding_dim)
-        self.decoder = Decoder(cfg.embedding_dim, cfg.width) if cfg.decoder else None
-        self.classifier = (
-            Classifier(cfg.embedding_dim, cfg.n_classes, cfg.classifier_layers) if cfg.n_classes > 0 else None
-        )
+        # The initial weights come from torch's CPU generator seeded with ``init_seed``; forking it
+        # leaves the caller's random state as it was (CUDA generators are not touched).
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(cfg.init_seed)
+            self.backbone = ResNet(cfg)
+            self.projection = nn.Linear(self.backbone.out_dim, cfg.embedding_dim)
+            self.decoder = Decoder(cfg.embedding_dim, cfg.width) if cfg.decoder else None
+            self.classifier = (
+                Classifier(cfg.embedding_dim, cfg.n_classes, cfg.classifier_layers) if cfg.n_classes > 0 else None
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Patches (B, 1, 64, 64) → raw embedding (B, D), not normalised."""

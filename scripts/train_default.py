@@ -4,7 +4,7 @@
     python scripts/fetch_corpus.py --out data/corpus
     python scripts/train_default.py --corpus data/corpus --run runs/default --epochs 30
 
-Songs are split by encoder.splits: training sees the train part of the seen collections
+Songs are split by server/evaluation/corpus.py: training sees the train part of the seen collections
 only. The final weights are written in half precision to encoder/weights/default.safetensors
 (with --export); the run's facts go into its metadata and encoder/weights/MODEL_CARD.md describes it.
 """
@@ -18,9 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from tuneprint.encoder.augment import DegradeConfig
-from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, save_checkpoint
-from tuneprint.encoder.splits import read_manifest, split_songs
+from tuneprint.encoder.pairs import noise_files
+from tuneprint.encoder.run_folder import export_encoder
 from tuneprint.encoder.training import TrainConfig, train
+from tuneprint.server.evaluation.corpus import split_corpus
 
 
 def main(argv=None) -> int:
@@ -58,8 +59,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    parts = split_songs(read_manifest(args.corpus))
-    noise = noise_paths(args.corpus / "noise", args.extra_noise, args.extra_noise_share)
+    parts = split_corpus(args.corpus)
+    noise = noise_files(args.corpus / "noise", args.extra_noise, args.extra_noise_share)
     degrade = replace(DegradeConfig(), p_reverb=args.p_reverb, rt60_s=(DegradeConfig.rt60_s[0], args.rt60_max),
                       p_noise=args.p_noise, p_bank_noise=args.p_bank_noise, snr_db=tuple(args.snr),
                       p_vary_noise=args.p_vary_noise, p_tonal_noise=args.p_tonal_noise,
@@ -69,33 +70,12 @@ def main(argv=None) -> int:
     started = time.time()
     weights = train(parts["train"], args.run, cfg=cfg, val_items=parts["val"], noise_paths=noise, resume=args.resume,
                     init_weights=args.init)
-    minutes = (time.time() - started) / 60
     if args.export:
-        export(weights, args, minutes, {k: len(v) for k, v in parts.items()})
+        export_encoder(weights, {"trained_on": "tuneprint development corpus (scripts/fetch_corpus.py)", "run": str(args.run),
+                                 "variant": args.variant, "epochs": args.epochs, "init": args.init,
+                                 "split_counts": {k: len(v) for k, v in parts.items()},
+                                 "train_minutes_this_invocation": round((time.time() - started) / 60, 1)})
     return 0
-
-
-def noise_paths(bank: Path, extra: list[Path], share: float) -> list[str]:
-    """The bank's files, plus the extra folders' files repeated so they make up about ``share`` of draws
-    (the sampler draws files uniformly)."""
-    paths = sorted(str(f) for f in bank.iterdir())
-    more = sorted(str(f) for folder in extra for f in folder.iterdir())
-    if not more:
-        return paths
-    repeat = max(1, round(share / (1 - share) * len(paths) / len(more)))
-    logging.info("%d bank noises + %d extra × %d (%.0f %% of draws)", len(paths), len(more), repeat,
-                 100 * repeat * len(more) / (len(paths) + repeat * len(more)))
-    return paths + more * repeat
-
-
-def export(weights: Path, args, minutes: float, counts: dict, dest: Path = DEFAULT_WEIGHTS) -> None:
-    """Write ``weights`` as a shippable encoder (fp16, encoder only) to ``dest`` with the run's facts."""
-    loaded = load_checkpoint(weights)
-    save_checkpoint(dest, loaded.net, loaded.features, half=True, encoder_only=True,
-                    extra={"trained_on": "tuneprint development corpus (scripts/fetch_corpus.py)", "run": str(args.run),
-                           "variant": args.variant, "epochs": args.epochs, "init": args.init, "steps": loaded.meta["extra"].get("step"),
-                           "split_counts": counts, "train_minutes_this_invocation": round(minutes, 1)})
-    logging.info("exported %s (%.1f MB)", dest, dest.stat().st_size / 1e6)
 
 
 if __name__ == "__main__":

@@ -15,93 +15,20 @@ Writes ``--out``: ``metrics.csv`` (step, minutes, lr, loss, pairs/s, val loss, v
 the val batch), ``loss.png``, ``config.json`` and the encoder in half precision, ``model.safetensors``, also
 cut into ``model.safetensors.partNN`` of at most ``--part-mb`` MB when asked (for transfers that
 cap file sizes; ``cat model.safetensors.part* > model.safetensors`` joins them).
+The loop is encoder.training.fit, the same as scripts/train_default.py's; encoder.mel_pack.train_on_pack sets it up.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
-import math
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS, load_model, save_checkpoint
-from tuneprint.encoder.mel_views import MelBank, MelPairs, MelViewConfig
-from tuneprint.encoder.training import in_batch_top1, nt_xent
-
-log = logging.getLogger("train_mel_gpu")
-
-
-def load_pack(pack: Path, device) -> tuple[MelBank, MelBank, MelBank, dict]:
-    """The training, val and noise banks of a pack (scripts/pack_mel_corpus.py), and its songs and
-    labels as encoder.training's config.json names them (evaluations read ``train_tracks`` to leave
-    training songs out)."""
-    z = np.load(pack)
-    bank = lambda name, weight=None: MelBank.from_packed(z[f"{name}_q"], z[f"{name}_ref"], z[f"{name}_length"], weight, device)
-    provenance = {"train_tracks": [str(p) for p in z["train_paths"]], "val_tracks": [str(p) for p in z["val_paths"]],
-                  "labels": [str(label) for label in z["labels"]]}
-    return bank("train"), bank("val"), bank("noise", z["noise_weight"]), provenance
-
-
-def embed(net, x: torch.Tensor, amp: bool) -> torch.Tensor:
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
-        z = net.embed(x.contiguous(memory_format=torch.channels_last))
-    return torch.nn.functional.normalize(z.float(), dim=1)
-
-
-def evaluate(net, val: dict[str, torch.Tensor], temperature: float, amp: bool, chunk: int = 512) -> tuple[float, float]:
-    """Val NT-Xent loss and the share of views whose nearest anchor in the val batch is their own."""
-    net.eval()
-    with torch.no_grad():
-        a = torch.cat([embed(net, val["anchor"][i : i + chunk], amp) for i in range(0, len(val["anchor"]), chunk)])
-        v = torch.cat([embed(net, val["view"][i : i + chunk], amp) for i in range(0, len(val["view"]), chunk)])
-        loss = float(nt_xent(a, v, temperature))
-        top1 = in_batch_top1(a, v)
-    net.train()
-    return loss, top1
-
-
-def save(net, features, out: Path, extra: dict, part_mb: float) -> None:
-    path = save_checkpoint(out / "model.safetensors", net, features, half=True, encoder_only=True, extra=extra)
-    if part_mb:
-        data, size = path.read_bytes(), int(part_mb * 1e6)
-        for old in out.glob("model.safetensors.part*"):
-            old.unlink()
-        for i in range(0, len(data), size):
-            (out / f"model.safetensors.part{i // size:02d}").write_bytes(data[i : i + size])
-        path.unlink()  # the parts are the copy that travels
-
-
-def plot(metrics: Path, out: Path) -> None:
-    """Training loss and val in-batch top-1 against minutes, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(metrics) as f:
-        rows = list(csv.DictReader(f))
-    train = [(float(r["minutes"]), float(r["loss"])) for r in rows if r["loss"]]
-    val = [(float(r["minutes"]), float(r["val_loss"]), float(r["val_top1"])) for r in rows if r["val_loss"]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    if train:
-        ax1.plot(*zip(*train), label="training NT-Xent (training songs)")
-    if val:
-        m, loss, top1 = zip(*val)
-        ax1.plot(m, loss, "o-", markersize=3, label="val NT-Xent (val songs)")
-        ax2.plot(m, top1, "s-", markersize=3, color="tab:green")
-    ax1.set(xlabel="minutes", ylabel="loss", yscale="log", title="loss")
-    ax1.legend()
-    ax2.set(xlabel="minutes", ylabel="top-1", title="val: degraded view → its clean patch, in-batch")
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS
+from tuneprint.encoder.mel_pack import train_on_pack
+from tuneprint.encoder.mel_views import MelViewConfig
+from tuneprint.encoder.training import TrainConfig
 
 
 def main(argv=None) -> int:
@@ -128,80 +55,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    amp = device.type == "cuda"
-    torch.backends.cudnn.benchmark = True
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(args.init)
-    net = loaded.net.to(device).to(memory_format=torch.channels_last).train()
-    music, val_music, noise, provenance = load_pack(args.pack, device)
-    cfg = replace(MelViewConfig(), p_new_song=args.p_new_song, snr_db=tuple(args.snr), p_second_noise=args.p_second_noise)
-    pairs, val_pairs = MelPairs(music, noise, cfg, loaded.features), MelPairs(val_music, noise, cfg, loaded.features)
-    g = torch.Generator(device=device).manual_seed(args.seed)
-    val = val_pairs.batch(args.val_pairs, torch.Generator(device=device).manual_seed(12345))
-    (args.out / "config.json").write_text(json.dumps(
-        {"args": {k: str(v) for k, v in vars(args).items()}, "views": cfg.to_dict(), "device": str(device),
-         "gpu": torch.cuda.get_device_name() if amp else None, "torch": torch.__version__,
-         "train_songs": len(music.length), "val_songs": len(val_music.length), "noises": len(noise.length),
-         **provenance}, indent=2))
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    metrics = open(args.out / "metrics.csv", "w", newline="")
-    writer = csv.DictWriter(metrics, ["step", "minutes", "lr", "loss", "pairs_per_s", "val_loss", "val_top1"])
-    writer.writeheader()
-    val_loss, val_top1 = evaluate(net, val, args.temperature, amp)
-    writer.writerow({"step": 0, "minutes": 0, "val_loss": round(val_loss, 5), "val_top1": round(val_top1, 4)})
-    log.info("start: val loss %.4f, val top-1 %.4f (%d pairs)", val_loss, val_top1, args.val_pairs)
-
-    started = last_save = time.perf_counter()
-    budget = args.minutes * 60
-    step, window, window_start = 0, 0, time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - started
-        progress = step / args.max_steps if args.max_steps else elapsed / budget
-        if progress >= 1:
-            break
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
-        lr = min(lr, args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * progress)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.no_grad():
-            batch = pairs.batch(args.batch_size, g)
-        z = embed(net, torch.cat([batch["anchor"], batch["view"]]), amp)
-        loss = nt_xent(z[: args.batch_size], z[args.batch_size :], args.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        window += args.batch_size
-        row = {"step": step, "minutes": round(elapsed / 60, 3), "lr": f"{lr:.3g}"}
-        if step % 20 == 0:
-            speed = window / (time.perf_counter() - window_start)
-            window, window_start = 0, time.perf_counter()
-            row.update(loss=round(loss.item(), 5), pairs_per_s=round(speed, 1))
-            log.info("step %d (%.1f min): loss %.4f, %.0f pairs/s, lr %.2g", step, elapsed / 60, loss.item(), speed, lr)
-        if step % args.val_every == 0:
-            val_loss, val_top1 = evaluate(net, val, args.temperature, amp)
-            row.update(val_loss=round(val_loss, 5), val_top1=round(val_top1, 4))
-            log.info("step %d: val loss %.4f, val top-1 %.4f", step, val_loss, val_top1)
-        if len(row) > 3:
-            writer.writerow(row)
-            metrics.flush()
-        if time.perf_counter() - last_save > args.save_every_min * 60:
-            save(net, loaded.features, args.out, {"step": step, "partial": True}, args.part_mb)
-            last_save = time.perf_counter()
-    val_loss, val_top1 = evaluate(net, val, args.temperature, amp)
-    writer.writerow({"step": step, "minutes": round((time.perf_counter() - started) / 60, 3),
-                     "val_loss": round(val_loss, 5), "val_top1": round(val_top1, 4)})
-    metrics.close()
-    save(net, loaded.features, args.out, {"step": step, "trained": "scripts/train_mel_gpu.py", "init": str(args.init),
-                                          "batch_size": args.batch_size, "minutes": args.minutes, "views": cfg.to_dict(),
-                                          "val_top1": round(val_top1, 4), "device": str(device)}, args.part_mb)
-    plot(args.out / "metrics.csv", args.out / "loss.png")
-    log.info("done: %d steps in %.1f min; val loss %.4f, val top-1 %.4f", step, (time.perf_counter() - started) / 60,
-             val_loss, val_top1)
+    cfg = TrainConfig(variant="contrastive", batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min,
+                      temperature=args.temperature, val_pairs=args.val_pairs, device=args.device, seed=args.seed)
+    views = replace(MelViewConfig(), p_new_song=args.p_new_song, snr_db=tuple(args.snr), p_second_noise=args.p_second_noise)
+    train_on_pack(args.pack, args.out, init=args.init, cfg=cfg, views=views, minutes=args.minutes, max_steps=args.max_steps,
+                  warmup=args.warmup, val_every=args.val_every, save_every_min=args.save_every_min, part_mb=args.part_mb)
     return 0
 
 

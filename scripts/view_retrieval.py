@@ -18,14 +18,11 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from tuneprint.encoder.audio import load_audio
 from tuneprint.encoder.augment import DegradeConfig
 from tuneprint.encoder.checkpoint import load_model
 from tuneprint.encoder.features import FeatureConfig
-from tuneprint.encoder.splits import read_manifest, split_songs
-from tuneprint.encoder.training import PairSampler, TrainConfig, load_tracks, retrieval_top1
+from tuneprint.encoder.pairs import load_tracks, view_retrieval
+from tuneprint.server.evaluation.corpus import split_corpus
 
 STAGE4_VIEWS = DegradeConfig(snr_db=(-3.0, 10.0), p_bank_noise=0.85, p_reverb=0.6, rt60_s=(0.2, 1.0))
 
@@ -40,15 +37,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     features = FeatureConfig()
-    tracks = load_tracks(split_songs(read_manifest(args.corpus))["val"], features, [])
+    tracks = load_tracks(split_corpus(args.corpus)["val"], features, [])
     nets = {spec: load_model(spec).net for spec in args.model}
-    results = {}
-    for folder in args.noise_dir:
-        noises = [load_audio(str(f), sr=features.sample_rate) for f in sorted(folder.iterdir())]
-        sampler = PairSampler(tracks, features, TrainConfig(degrade=STAGE4_VIEWS), noises)
-        batch = sampler.batch(np.random.default_rng(args.seed), args.pairs)
-        results[folder.name] = {spec: round(retrieval_top1(net, batch), 4) for spec, net in nets.items()}
-        print(json.dumps({folder.name: results[folder.name]}), flush=True)
+    for folder, top1 in view_retrieval(nets, tracks, features, args.noise_dir, degrade=STAGE4_VIEWS, pairs=args.pairs,
+                                       seed=args.seed):
+        print(json.dumps({folder: top1}), flush=True)
     return 0
 
 

@@ -1,13 +1,83 @@
-"""`tuneprint train`: train the encoder on a library's own tracks, then re-embed the library."""
+"""`tuneprint train`: train the encoder on a library's own tracks, then re-embed the library.
+
+:func:`train_on_library` trains (the loop of :mod:`tuneprint.encoder.training`, views made on
+the CPU from the library's files); :func:`adopt_encoder` makes the result the library's encoder
+and re-embeds every song with it. The command line calls one, reports, then the other.
+"""
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from tuneprint.errors import LibraryError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class LibraryRun:
+    weights: Path  # the run's final weights (every head, float32)
+    run_dir: Path  # config.json, metrics.csv, loss.png, state.pt
+    songs: int  # tracks in the library, trained on or held out
+
+
+@dataclass(frozen=True)
+class Adopted:
+    model_path: str  # where the library now keeps its encoder
+    model_id: str | None
+    reembedded: int | None  # songs re-embedded; None when that is left for `tuneprint reindex`
+
+
+def train_on_library(root: Path, *, cfg=None, run_dir: Path | None = None, noise_dir: Path | None = None,
+                     val_share: float = 0.0, from_default: bool = False, resume: bool = False) -> LibraryRun:
+    """Train on the library's tracks (their first label feeds the classifier) into ``run_dir``
+    (default ``root/runs/VARIANT``).
+
+    ``cfg`` is an :class:`tuneprint.encoder.training.TrainConfig` (its defaults when None);
+    ``noise_dir``: recorded noises (every audio file under it) mixed into the views;
+    ``val_share``: share of songs (by file name) held out to monitor retrieval;
+    ``from_default``: start from the shipped weights rather than the seeded initialisation.
+    """
+    from tuneprint.encoder.audio import AUDIO_EXTENSIONS
+    from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS
+    from tuneprint.encoder.splits import song_unit
+    from tuneprint.encoder.training import TrainConfig, train
+    from tuneprint.server.library import Library
+
+    cfg = cfg or TrainConfig()
+    with Library.open(root, check_model=False) as lib:
+        songs = lib.tracks()
+    if not songs:
+        raise LibraryError(f"{root}: the library holds no tracks")
+    items = [(s.path, s.labels[0] if s.labels else None) for s in songs]
+    val = [it for it in items if song_unit(it[0]) < val_share]
+    items = [it for it in items if it not in val]
+    noise = sorted(str(f) for f in noise_dir.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS) if noise_dir else []
+    run_dir = run_dir or root / "runs" / cfg.variant.replace("+", "-")
+    init = str(DEFAULT_WEIGHTS) if from_default and DEFAULT_WEIGHTS.is_file() else None
+    weights = train(items, run_dir, cfg=cfg, val_items=val, noise_paths=noise, resume=resume, init_weights=init)
+    return LibraryRun(weights, run_dir, len(songs))
+
+
+def adopt_encoder(root: Path, weights: Path, *, reindex: bool = True,
+                  progress: Callable[[object], None] | None = None) -> Adopted:
+    """Make ``weights`` the library's encoder and, with ``reindex``, re-embed every song with it
+    (``progress`` is called once per song)."""
+    from tuneprint.server.library import Library
+
+    with Library.open(root, check_model=False) as lib:
+        model_path = lib.adopt_model(weights)
+    if not reindex:
+        return Adopted(model_path, None, None)
+    with Library.open(root, check_model=False) as lib:
+        n = lib.reindex(progress=progress)
+        return Adopted(model_path, lib.model_id, n)
+
+
+# -- command line (the parser and the report of `tuneprint train`) ------------------------------
 def add_cli(command) -> None:
     p = command("train", "Train the encoder on the library's tracks (their labels feed the classifier), "
                          "then re-embed the library with it.", run)
@@ -28,35 +98,25 @@ def add_cli(command) -> None:
 
 
 def run(args) -> int:
-    from tuneprint.encoder.audio import AUDIO_EXTENSIONS
-    from tuneprint.encoder.checkpoint import DEFAULT_WEIGHTS
-    from tuneprint.encoder.splits import song_unit
-    from tuneprint.encoder.training import TrainConfig, train
-    from tuneprint.server.library import Library
     from tqdm import tqdm
 
-    with Library.open(args.library, check_model=False) as lib:
-        songs = lib.tracks()
-    if not songs:
+    from tuneprint.encoder.training import TrainConfig
+    from tuneprint.server.library import Library
+
+    with Library.open(args.library, check_model=False, load_encoder=False) as lib:
+        empty = not lib.tracks(limit=1)
+    if empty:
         print("tuneprint train: error: the library holds no tracks", file=sys.stderr)
         return 1
-    items = [(s.path, s.labels[0] if s.labels else None) for s in songs]
-    val = [it for it in items if song_unit(it[0]) < args.val_share]
-    items = [it for it in items if it not in val]
-    noise = sorted(str(f) for f in args.noise.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS) if args.noise else []
-    run_dir = args.run or args.library / "runs" / args.variant.replace("+", "-")
     cfg = TrainConfig(variant=args.variant, epochs=args.epochs, device=args.device, batch_size=args.batch_size, lr=args.lr)
-    init = str(DEFAULT_WEIGHTS) if args.from_default and DEFAULT_WEIGHTS.is_file() else None
-    weights = train(items, run_dir, cfg=cfg, val_items=val, noise_paths=noise, resume=args.resume, init_weights=init)
-    print(f"trained: {weights} (metrics {run_dir / 'metrics.csv'}, curves {run_dir / 'loss.png'})")
-
-    with Library.open(args.library, check_model=False) as lib:
-        model_path = lib.adopt_model(weights)
+    trained = train_on_library(args.library, cfg=cfg, run_dir=args.run, noise_dir=args.noise, val_share=args.val_share,
+                               from_default=args.from_default, resume=args.resume)
+    print(f"trained: {trained.weights} (metrics {trained.run_dir / 'metrics.csv'}, curves {trained.run_dir / 'loss.png'})")
     if args.no_reindex:
-        print(f"the library's encoder is now {model_path}; run `tuneprint reindex --library {args.library}` before querying")
+        adopted = adopt_encoder(args.library, trained.weights, reindex=False)
+        print(f"the library's encoder is now {adopted.model_path}; run `tuneprint reindex --library {args.library}` before querying")
         return 0
-    with Library.open(args.library, check_model=False) as lib, \
-            tqdm(total=len(songs), unit="song", desc="re-embedding", disable=None, file=sys.stderr) as bar:
-        n = lib.reindex(progress=lambda song: bar.update(1))
-        print(f"re-embedded {n} songs with the new encoder ({lib.model_id})")
+    with tqdm(total=trained.songs, unit="song", desc="re-embedding", disable=None, file=sys.stderr) as bar:
+        adopted = adopt_encoder(args.library, trained.weights, progress=lambda song: bar.update(1))
+    print(f"re-embedded {adopted.reembedded} songs with the new encoder ({adopted.model_id})")
     return 0

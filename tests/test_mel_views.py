@@ -1,4 +1,4 @@
-"""The mel-domain views (encoder/mel_views.py) and the accelerator trainer that uses them."""
+"""The mel-domain views (encoder/mel_views.py) and training from a spectrogram pack (encoder/mel_pack.py)."""
 import json
 
 import numpy as np
@@ -110,8 +110,9 @@ def test_pairs_keep_shapes_and_ranges():
     assert not torch.allclose(batch["anchor"], batch["view"])
 
 
-def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path, monkeypatch):
-    from scripts import train_mel_gpu
+def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path):
+    from tuneprint.encoder.mel_pack import train_on_pack
+    from tuneprint.encoder.training import TrainConfig
 
     arrays = {}
     for name, seeds, seconds in (("train", [1, 2, 3], 8.0), ("val", [4, 5], 8.0), ("noise", [7, 8], 1.0)):
@@ -122,18 +123,19 @@ def test_trainer_runs_a_few_steps_and_writes_a_loadable_encoder(tmp_path, monkey
     arrays.update(noise_weight=np.ones(2), labels=np.array(["synth"]))
     np.savez(tmp_path / "pack.npz", **arrays)
     out = tmp_path / "run"
-    assert train_mel_gpu.main(["--pack", str(tmp_path / "pack.npz"), "--init", "seeded", "--out", str(out),
-                               "--max-steps", "3", "--batch-size", "8", "--val-pairs", "8", "--val-every", "2",
-                               "--warmup", "1", "--part-mb", "5", "--device", "cpu"]) == 0
+    cfg = TrainConfig(batch_size=8, val_pairs=8, lr=1e-4, lr_min=1e-6, device="cpu")
+    train_on_pack(tmp_path / "pack.npz", out, init="seeded", cfg=cfg, max_steps=3, warmup=1, val_every=2, part_mb=5)
+    assert not (out / "model.safetensors").exists() and not (out / "state.pt").exists()
     joined = tmp_path / "joined.safetensors"
     joined.write_bytes(b"".join(p.read_bytes() for p in sorted(out.glob("model.safetensors.part*"))))
     loaded = load_checkpoint(joined)
-    assert loaded.meta["extra"]["step"] == 3
+    assert loaded.meta["extra"]["step"] == 3 and "partial" not in loaded.meta["extra"]
+    assert loaded.net.decoder is None and loaded.net.classifier is None  # the encoder only
     config = json.loads((out / "config.json").read_text())
     assert config["train_tracks"] == ["synth/song01.wav", "synth/song02.wav", "synth/song03.wav"]
     assert (out / "loss.png").stat().st_size > 0
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("step,") and rows[-1].split(",")[0] == "3"
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["0", "2", "3"]  # start, every 2, end
 
 
 def test_new_songs_warp_anchor_and_view_alike():

@@ -1,6 +1,8 @@
 """encoder/model.py: ResNet18 encoder → 1024-d unit vectors; decoder and classifier heads."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -88,6 +90,26 @@ def test_seeded_init_is_reproducible(patches):
         torch.testing.assert_close(c.embed(patches), a.eval().embed(patches), atol=0, rtol=0)
     other = EncoderNet(ModelConfig(init_seed=1))
     assert not torch.equal(other.projection.weight, a.projection.weight)
+
+
+def test_creating_a_model_leaves_the_global_rng_alone():
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    EncoderNet(ModelConfig(width=8, embedding_dim=32, decoder=True, n_classes=3))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_same_seed_same_weights_drawn_from_the_init_seed():
+    cfg = ModelConfig(width=8, embedding_dim=32, decoder=True, n_classes=3)
+    a, b = EncoderNet(cfg), EncoderNet(cfg)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    # The first weights drawn (the stem's convolution) are those of the CPU generator seeded with
+    # ``init_seed``, as when the model reseeded torch's global generator.
+    torch.manual_seed(cfg.init_seed)
+    expected = torch.empty_like(a.backbone.stem[0].weight)
+    torch.nn.init.kaiming_uniform_(expected, a=math.sqrt(5))
+    assert torch.equal(a.backbone.stem[0].weight, expected)
 
 
 def test_small_width_and_embedding_dim(patches):
