@@ -3,12 +3,18 @@
 
     python scripts/demo.py            # library in ./demo-library, clips in ./data/demo-clips
 
+Downloads 13 freely licensed Debian packages of game music and sounds (about 1.2 GB, with
+apt-get) into ``--cache`` and copies about 6 h of music and a thousand short sounds out of
+them into ``--corpus``; it says how much before it starts. The package cache (about 2.5 GB
+with its unpacked files) is deleted at the end unless ``--keep-debs`` is given.
+
 Runs the real `tuneprint` commands and shows each one before it runs. Two songs are kept
 out of the library so that the demo also shows an honest "not in the library".
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import shutil
 import subprocess
@@ -18,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from tuneprint.encoder.audio import load_audio  # noqa: E402
-from tuneprint.encoder.augment import mix_at_snr, phone, reverb  # noqa: E402
-from tuneprint.encoder.splits import read_manifest  # noqa: E402
+from tuneprint.encoder.audio import load_audio
+from tuneprint.encoder.augment import mix_at_snr, phone, reverb
+from tuneprint.server.evaluation.corpus import (fetch_corpus, folder_bytes, is_fetched, package_sizes,
+                                                packages_to_download, read_manifest, remove_cache)
 
 SR = 22050
 
@@ -57,9 +61,17 @@ def main(argv=None) -> int:
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--library", type=Path, default=Path("demo-library"))
     p.add_argument("--clips", type=Path, default=Path("data/demo-clips"))
+    p.add_argument("--cache", type=Path, default=Path("data/debs"), help="where the downloaded .deb files are kept "
+                   "while the corpus is fetched (default data/debs)")
+    p.add_argument("--keep-debs", action="store_true", help="keep the package cache (--cache) at the end "
+                   "instead of deleting it")
     args = p.parse_args(argv)
+    # The corpus fetch reports its steps (downloads, files scanned) as log lines.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("tuneprint.server.evaluation.corpus").setLevel(logging.INFO)
 
-    subprocess.run([sys.executable, str(HERE / "fetch_corpus.py"), "--out", str(args.corpus)], check=True)
+    print(fetch_plan(args.corpus, args.cache, args.keep_debs), flush=True)
+    fetch_corpus(args.corpus, args.cache)
     songs = read_manifest(args.corpus)
     rng = np.random.default_rng(2026)
     order = rng.permutation(len(songs))
@@ -84,7 +96,45 @@ def main(argv=None) -> int:
     tuneprint("genre", "--library", str(args.library), *map(str, clips[:3]))
     tuneprint("similar", "--library", str(args.library), "-n", "5", str(clips[0]))
     print(f"\nThe library is in {args.library}/ — try `tuneprint --help`.")
+    print(cache_outcome(args.cache, args.keep_debs))
     return 0
+
+
+def fetch_plan(corpus: Path, cache: Path, keep_debs: bool) -> str:
+    """What the corpus fetch will download, where, and how much; what becomes of the cache."""
+    missing = packages_to_download(corpus, cache)
+    if not missing:
+        said = f"The corpus is already in {corpus}/: nothing to download."
+    else:
+        sizes = package_sizes(missing)
+        known = [sizes[p] for p in missing if p in sizes]
+        amount = (f" ({size(sum(s.download for s in known))} to download, "
+                  f"{size(sum(s.unpacked for s in known))} more once unpacked there)" if known else "")
+        copied = (f"their short sounds are added to {corpus}/noise-heldout/" if is_fetched(corpus) else
+                  f"about 6 h of music and a thousand short sounds are copied out of them into {corpus}/")
+        said = (f"Fetching the development corpus: {len(missing)} Debian packages of game music and sounds{amount} "
+                f"go into {cache}/ with apt-get; {copied}. This takes a while; progress lines follow.")
+    if keep_debs:
+        return said + f"\n{cache}/ is kept at the end (--keep-debs)."
+    return said + f"\n{cache}/ is deleted at the end (pass --keep-debs to keep it)."
+
+
+def cache_outcome(cache: Path, keep_debs: bool) -> str:
+    """Delete the package cache unless it is to be kept; say what was done and how much space it holds or held."""
+    if not cache.is_dir():
+        return f"No package cache left in {cache}/."
+    if keep_debs:
+        return (f"The downloaded packages stay in {cache}/ ({size(folder_bytes(cache))}, --keep-debs); "
+                f"delete that folder when you no longer need it.")
+    debs = len(list(cache.glob("*.deb")))
+    freed = remove_cache(cache)
+    return (f"Deleted the package cache {cache}/ ({debs} .deb file{'s' * (debs != 1)} and what was unpacked from them): "
+            f"{size(freed)} freed. The corpus stays in place; --keep-debs keeps the cache next time.")
+
+
+def size(n: int) -> str:
+    """Bytes for people: "1.2 GB", "161 MB"."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
 
 
 def make_clip(path: str, condition: str, out: Path, rng, noises, prefix: str = "") -> Path:
