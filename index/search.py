@@ -119,3 +119,12 @@ def rank_similar(neighbours: Neighbours, n: int, exclude: set[str] = frozenset()
 def label_votes(neighbours: Neighbours, *, top: int) -> list[tuple[str, float]]:
     """The ``top`` labels of the neighbours' songs by majority vote, with their share of the votes."""
     return vote_labels(neighbours.song_ids, neighbours.labels, top=top)
+
+
+def self_similarity(vectors: np.ndarray) -> float:
+    """Median cosine similarity between a clip's own patch embeddings [shape=(p, D)], unit norm: near 1
+    for a steady sound (a held tone, a hum), lower for music, which changes over seconds."""
+    if len(vectors) < 2:
+        return 0.0
+    sims = vectors @ vectors.T
+    return float(np.median(sims[np.triu_indices(len(vectors), 1)]))

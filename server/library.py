@@ -160,7 +160,8 @@ class Library:
     # -- writing -------------------------------------------------------------------------
     def add(self, paths: Sequence[str | os.PathLike], *, labels: dict[str, Sequence[str]] | None = None,
             default_labels: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
-            on_commit: Callable[[list[FileResult]], None] | None = None, jobs: int = 1) -> list[FileResult]:
+            on_commit: Callable[[list[FileResult]], None] | None = None, jobs: int = 1,
+            commit_every: int | None = None) -> list[FileResult]:
         """Decode, embed and index audio files; every ``commit_every`` files are written all-or-nothing.
 
         Parameters
@@ -172,6 +173,7 @@ class Library:
         on_commit : called after each batch is durably written, with that batch's final results
             (what to report as added: a crash later loses none of them)
         jobs : worker processes that decode and embed (1: this process)
+        commit_every : files per commit (default: the library's setting)
         """
         self._require_encoder()
         labels = {str(Path(k).resolve()): tuple(v) for k, v in (labels or {}).items()}
@@ -186,7 +188,7 @@ class Library:
             batch.append(self._accept(prepared, labels, default_labels, seen_hashes, pending))
             if progress:
                 progress(batch[-1], prepared.seconds)
-            if len(pending) >= self.settings.commit_every:
+            if len(pending) >= (commit_every or self.settings.commit_every):
                 results += self._commit_batch(batch, pending, on_commit)
                 batch, pending = [], []
         results += self._commit_batch(batch, pending, on_commit)
@@ -329,7 +331,7 @@ class Library:
         return self.label_embeddings(self.embed_clip(clip), name=name or _name(clip), exclude_song=exclude_song)
 
     def label_embeddings(self, emb, *, name: str = "", exclude_song: str | None = None) -> LabelAnswer:
-        from tuneprint.index.search import label_votes
+        from tuneprint.index.search import label_votes, self_similarity
 
         cfg = self.settings.vote
         k = cfg.k + (self.settings.similar_k if exclude_song else 0)  # room for the excluded song's own patches
@@ -337,9 +339,11 @@ class Library:
         if exclude_song is not None:
             neighbours = neighbours.without(exclude_song, cfg.k)
         top = label_votes(neighbours, top=cfg.top)
-        if top and float(np.median(neighbours.sims.max(axis=1))) < self.settings.label_min_similarity:
+        steady = self_similarity(emb.vectors) >= self.settings.label_steady_similarity \
+            if len(emb.vectors) >= self.settings.label_steady_patches else False
+        if not top or steady:
             return LabelAnswer(name, None, top, "no_clear_label")
-        return LabelAnswer(name, top[0][0] if top else None, top, None if top else "no_clear_label")
+        return LabelAnswer(name, top[0][0], top)
 
     def song(self, song_id: str) -> Song:
         return self._song(song_id)

@@ -188,6 +188,14 @@ def test_label_excluding_the_song_itself(library, clips):
     assert answer.label in {"alpha", "beta"} and answer.top
 
 
+def test_a_steady_tone_gets_no_clear_label_and_music_of_the_same_length_does(library, clips):
+    t = np.arange(int(10 * SR)) / SR
+    tone = library.label(write_clip(clips, "tone440", 0.3 * np.sin(2 * np.pi * 440 * t)))
+    assert tone.label is None and tone.reason == "no_clear_label" and tone.to_dict()["reason"] == "no_clear_label"
+    music = library.label(write_clip(clips, "music10s", cut(synth_song(3), 2.0, 10.0)))
+    assert music.label == "beta" and music.reason is None
+
+
 def test_stats(library, song_dir):
     stats = library.stats()
     assert stats["songs"] == N_SONGS and stats["backend"] == "faiss"
