@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 from .audio import SAMPLE_RATE
 from tuneprint.errors import SilentAudioError, TooShortError
@@ -58,6 +57,8 @@ def log_mel(y: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     padded = np.pad(np.asarray(y, dtype=np.float32), cfg.n_fft // 2)
     n_frames = 1 + (len(padded) - cfg.n_fft) // cfg.hop_length
     frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop_length][:n_frames]
+    import scipy.fft  # here, not at import: listing a library needs FeatureConfig, not the FFT
+
     power = np.abs(scipy.fft.rfft(frames * _hann(cfg.n_fft), axis=1)) ** 2
     mel = _mel_filters(cfg.sample_rate, cfg.n_fft, cfg.n_mels) @ power.T
     return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)

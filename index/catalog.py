@@ -58,7 +58,7 @@ class Catalog:
         self.path = Path(path)
         self.read_only = read_only
         if read_only:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False)
+            conn = _connect_read_only(self.path)
         else:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
@@ -88,6 +88,11 @@ class Catalog:
                                           foreign_keys=[("song_id", "songs", "song_id")])
 
     def close(self) -> None:
+        if not self.read_only:  # fold the write-ahead log into the file: a copy or a read-only mount is whole
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # another connection is reading; its own close will do it
         self.db.conn.close()
 
     @contextmanager
@@ -234,6 +239,18 @@ class Catalog:
             snippets = self.db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0]
             labels = dict(self.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY label").fetchall())
         return {"songs": songs, "snippets": snippets, "hours": hours, "labels": labels}
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Read without writing anything: through the write-ahead log when SQLite may use it, else (no
+    write access at all) as an immutable file, which a closed library has whole (see Catalog.close)."""
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
 
 
 def _chunks(items: list, size: int):

@@ -1,4 +1,5 @@
-"""server/cli.py, the `tuneprint` console script: every --help, the JSON contract, exit codes.
+"""server/cli/, the `tuneprint` console script: every --help, the JSON contract, exit codes,
+folders and --out reports, progress and messages.
 
 Commands run in-process through ``server.cli.main([...])``; one real subprocess proves the
 console script is installed. What the answers are is tested in test_library.py; here, that the
@@ -82,6 +83,15 @@ def test_every_subcommand_help(capsys, command):
     rc, out, _ = run(capsys, command, "--help")
     assert rc == 0
     assert f"usage: tuneprint {command}" in out and "--library" in out
+
+
+def test_train_run_folder_is_not_the_handler(tmp_path):
+    """`--run DIR` of train is stored apart from the handler every command keeps in ``args.run``."""
+    from tuneprint.server.cli.train_command import cmd_train
+
+    args = build_parser().parse_args(["train", "--library", str(tmp_path), "--run", str(tmp_path / "run")])
+    assert args.run is cmd_train and args.run_dir == tmp_path / "run"
+    assert build_parser().parse_args(["train", "--library", str(tmp_path)]).run_dir is None
 
 
 def test_usage_errors(capsys, tmp_path):
@@ -180,7 +190,7 @@ def test_identify_json_contract(capsys, library_path, library, clips):
     assert len(answers) == len(good)
     songs = {s.song_id: s for s in library.tracks()}
     for clip, answer in zip(good, answers):
-        assert set(answer) == {"query", "match", "candidates"}
+        assert set(answer) == {"query", "match", "candidates", "reason", "clip_s"}
         assert answer["query"] == str(clip.resolve())
         match = answer["match"]
         if match is not None:
@@ -224,7 +234,7 @@ def test_genre_json_contract(capsys, library_path, library, clips):
     answers = json_lines(out)
     assert len(answers) == 2
     for clip, answer in zip([clips["song2"], clips["song5"]], answers):
-        assert set(answer) == {"query", "label", "top"}
+        assert set(answer) == {"query", "label", "top", "reason"}
         assert answer["query"] == str(clip.resolve())
         assert 1 <= len(answer["top"]) <= 2
         for pair in answer["top"]:
@@ -256,8 +266,8 @@ def test_similar_json_contract(capsys, library_path, library, clips):
     # every song found among the track's neighbours is ranked once; the track itself never
     assert me not in ids and len(ids) == len(set(ids)) and N_SONGS // 2 <= len(ids) <= min(10, N_SONGS - 1)
 
-    rc, out, _ = run(capsys, "similar", "--library", library_path, "--track", me)  # text output
-    assert rc == EXIT_OK and out.startswith(f"nearest to {me}:")
+    rc, out, _ = run(capsys, "similar", "--library", library_path, "--track", me)  # text output: the title, then the id
+    assert rc == EXIT_OK and out.startswith(f"nearest to {library.song(me).title} [{me}]:")
 
 
 def test_similar_needs_one_query(capsys, library_path, clips):
@@ -304,3 +314,251 @@ def test_library_of_another_encoder_refused(capsys, library_copy, clips):
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "model_id": "sha256:0000"}))
     rc, out, err = run(capsys, "identify", "--library", library_copy, clips["song2"])
     assert rc == EXIT_LIBRARY and out == "" and "encoder" in err
+
+
+# -- start-up: no heavy imports for --help, stats, tracks --------------------------------------
+HEAVY = ("torch", "faiss", "annoy", "scipy", "librosa", "matplotlib", "sklearn", "flask", "waitress",
+         "tuneprint.server.evaluation")
+
+PROBE = """
+import json, sys
+from tuneprint.server.cli import main
+heavy = {heavy!r}
+found = {{}}
+for argv in {argvs!r}:
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    found[" ".join(argv)] = [m for m in heavy if m in sys.modules]
+print("PROBE" + json.dumps(found))
+"""
+
+
+def probe_imports(argvs: list[list[str]]) -> dict[str, list[str]]:
+    """Run the commands one after another in one fresh interpreter; the heavy modules loaded after each."""
+    code = PROBE.format(heavy=HEAVY, argvs=argvs)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("PROBE")]
+    return json.loads(line[len("PROBE"):])
+
+
+def test_help_imports_nothing_heavy(library_path):
+    helps = [["--help"]] + [[command, "--help"] for command in subcommands()]
+    assert probe_imports(helps) == {" ".join(argv): [] for argv in helps}
+
+
+def test_stats_and_tracks_load_no_model(library_path):
+    argvs = [["stats", "--library", str(library_path)], ["tracks", "--library", str(library_path), "--json"]]
+    found = probe_imports(argvs)
+    # scipy comes with the feature settings the catalog records (encoder/features.py); no network, no index
+    assert {argv: [m for m in heavy if m != "scipy"] for argv, heavy in found.items()} == {" ".join(a): [] for a in argvs}
+
+
+def test_parser_defaults_agree_with_the_library_code():
+    """Defaults written out in the light command modules are those of the code they call."""
+    import inspect
+
+    from tuneprint.server.cli import evaluate_command, serve_command
+
+    serve = pytest.importorskip("tuneprint.server.http.serve").serve
+    defaults = {name: p.default for name, p in inspect.signature(serve).parameters.items()}
+    assert (defaults["host"], defaults["port"], defaults["threads"], defaults["max_upload_mb"]) == (
+        serve_command.DEFAULT_HOST, serve_command.DEFAULT_PORT, serve_command.DEFAULT_THREADS,
+        serve_command.DEFAULT_MAX_UPLOAD_MB)
+    evaluation = pytest.importorskip("tuneprint.server.evaluation")
+    sections = getattr(evaluation, "SECTIONS", None)
+    if sections is None:
+        sections = pytest.importorskip("tuneprint.server.evaluation.run").SECTIONS
+    assert tuple(sections) == evaluate_command.SECTIONS
+
+
+# -- folders, --out reports, summaries -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory) -> Path:
+    """Three good clips (one in a sub-folder), a silent one, and a file that is not audio."""
+    folder = tmp_path_factory.mktemp("clip-folder")
+    write(folder, "a-song2.wav", cut(synth_song(2), 7.5, 3.0))
+    write(folder, "sub/b-song5.flac", cut(synth_song(5), 12.0, 3.0))
+    write(folder, "c-stranger.wav", cut(synth_song(100), 4.0, 3.0))
+    write(folder, "d-silence.wav", np.zeros(4 * SR, np.float32))
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8 not audio")  # not an audio extension: not a clip
+    return folder
+
+
+def folder_clips(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.suffix in (".wav", ".flac"))
+
+
+def test_identify_folder_to_jsonl(capsys, library_path, library, clip_folder, tmp_path):
+    report = tmp_path / "answers.jsonl"
+    rc, out, err = run(capsys, "identify", "--library", library_path, clip_folder, "--out", report)
+    assert rc == EXIT_PARTIAL  # the silent clip failed; the others were answered
+    lines = json_lines(report.read_text())
+    clips = folder_clips(clip_folder)
+    assert [line["query"] for line in lines] == [str(c.resolve()) for c in clips]
+    silent = clip_folder / "d-silence.wav"
+    for clip, line in zip(clips, lines):
+        if clip == silent:
+            assert line == {"query": str(clip.resolve()), "error": line["error"]} and "silent" in line["error"]
+        else:
+            assert line == library.identify(clip).to_dict()
+    identified = sum(line.get("match") is not None for line in lines)
+    unknown = sum("match" in line and line["match"] is None for line in lines)
+    assert out.strip() == f"4 clips: {identified} identified, {unknown} unknown, 1 failed; answers in {report}"
+    assert [line for line in err.splitlines() if "error" in line] == [f"tuneprint: error: {silent}: the audio is silent "
+                                                                      "(no signal above the silence floor)"]
+
+
+def test_identify_folder_to_csv(capsys, library_path, library, clip_folder, tmp_path):
+    import csv
+
+    report = tmp_path / "answers.csv"
+    rc, out, _ = run(capsys, "identify", "--library", library_path, "--json", clip_folder, "--out", report)
+    assert rc == EXIT_PARTIAL and out == ""  # with --json the summary goes to stderr: stdout stays JSON
+    with open(report, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["query"] for row in rows] == [str(c.resolve()) for c in folder_clips(clip_folder)]
+    assert {"query", "status", "song_id", "title", "offset_s", "confidence", "score", "reason", "error"} <= set(rows[0])
+    for row in rows:
+        if row["status"] == "failed":
+            assert row["query"].endswith("d-silence.wav") and "silent" in row["error"]
+            continue
+        answer = library.identify(row["query"]).to_dict()
+        assert row["status"] == ("identified" if answer["match"] else "unknown")
+        if answer["match"]:
+            assert row["song_id"] == answer["match"]["song_id"] and float(row["score"]) == answer["match"]["score"]
+
+
+def test_genre_and_similar_take_folders(capsys, library_path, library, clip_folder, tmp_path):
+    import csv
+
+    report = tmp_path / "labels.csv"
+    rc, out, _ = run(capsys, "genre", "--library", library_path, clip_folder, "--out", report)
+    assert rc == EXIT_PARTIAL
+    with open(report, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["status"] for row in rows].count("failed") == 1 and len(rows) == 4
+    labelled = sum(row["status"] == "labelled" for row in rows)
+    assert out.strip().startswith(f"4 clips: {labelled} labelled, {3 - labelled} no clear label, 1 failed")
+
+    report = tmp_path / "similar.jsonl"
+    rc, out, _ = run(capsys, "similar", "--library", library_path, "-n", "3", clip_folder / "sub", clip_folder / "a-song2.wav",
+                     "--out", report)
+    assert rc == EXIT_OK
+    answers = json_lines(report.read_text())
+    assert [a["query"] for a in answers] == [str((clip_folder / name).resolve()) for name in ("sub/b-song5.flac", "a-song2.wav")]
+    assert all(1 <= len(a["neighbours"]) <= 3 for a in answers)
+    assert "2 clips: 2 answered, 0 failed" in out
+
+
+def test_text_answers_in_words(capsys, library_path, library, clip_folder):
+    rc, out, _ = run(capsys, "identify", "--library", library_path, clip_folder / "a-song2.wav", clip_folder / "c-stranger.wav")
+    assert rc == EXIT_OK
+    lines = out.splitlines()
+    for clip, line in zip(("a-song2.wav", "c-stranger.wav"), lines):
+        answer = library.identify(clip_folder / clip).to_dict()
+        if answer["match"]:
+            assert f"confidence {answer['match']['confidence']:.0%}" in line and repr(answer["match"]["title"]) in line
+        else:  # "unknown" says why
+            assert "not in the library — " in line and ("fits" in line or "fit" in line)
+    assert lines[-1] == f"2 clips: {sum('confidence' in l and 'not in' not in l for l in lines[:2])} identified, " \
+                        f"{sum('not in the library' in l for l in lines[:2])} unknown, 0 failed"
+
+
+def test_out_needs_csv_or_jsonl(capsys, library_path, clips, tmp_path):
+    for command in ("identify", "genre", "similar"):
+        rc, _, err = run(capsys, command, "--library", library_path, clips["song2"], "--out", tmp_path / "answers.txt")
+        assert rc == EXIT_USAGE and "answers.txt" in err and ".csv or .jsonl" in err, command
+    assert not (tmp_path / "answers.txt").exists()
+    rc, _, err = run(capsys, "identify", "--library", library_path, clips["song2"], "--out", tmp_path / "no" / "dir.csv")
+    assert rc == EXIT_USAGE and "dir.csv" in err
+
+
+def test_folder_without_audio(capsys, library_path, tmp_path):
+    (tmp_path / "empty").mkdir()
+    rc, out, err = run(capsys, "identify", "--library", library_path, tmp_path / "empty")
+    assert rc == EXIT_PARTIAL and out == "" and "no audio files" in err
+
+
+# -- progress -----------------------------------------------------------------------------------
+def test_progress_lines_when_not_on_a_terminal(capsys, library_path, clip_folder, monkeypatch):
+    monkeypatch.setenv("TUNEPRINT_PROGRESS_EVERY_S", "0")
+    rc, out, err = run(capsys, "identify", "--library", library_path, "--json", clip_folder)
+    assert rc == EXIT_PARTIAL and len(json_lines(out)) == 3  # progress never on stdout
+    lines = [line for line in err.splitlines() if line.startswith("tuneprint: identifying: ")]
+    assert [line.split(": ")[2].split(",")[0] for line in lines] == [f"{i}/4 clips ({i / 4:.0%})" for i in range(1, 5)]
+    assert "ETA" in lines[0] and "took" in lines[-1] and "clips/s" in lines[0]
+
+
+def test_short_jobs_print_no_progress(capsys, library_path, clip_folder, monkeypatch):
+    monkeypatch.delenv("TUNEPRINT_PROGRESS_EVERY_S", raising=False)  # the default: a line every 10 s
+    rc, _, err = run(capsys, "genre", "--library", library_path, clip_folder / "a-song2.wav")
+    assert rc == EXIT_OK and "labelling:" not in err
+
+
+def test_progress_counts_speed_and_time_left():
+    import io
+
+    from tuneprint.server.cli.progress import Progress
+
+    stream = io.StringIO()
+    with Progress(4, desc="adding", unit="file", every_s=0, stream=stream) as bar:
+        bar.update(audio_s=60.0)
+        bar.update(2, audio_s=120.0)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("tuneprint: adding: 1/4 files (25%), ") and "× real time" in lines[0] and "ETA" in lines[0]
+    assert lines[1].startswith("tuneprint: adding: 3/4 files (75%), ")
+    quiet = io.StringIO()
+    with Progress(4, desc="adding", every_s=3600, stream=quiet) as bar:
+        bar.update(4)
+    assert quiet.getvalue() == ""
+
+
+def test_add_reports_progress_and_each_bad_file_once(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEPRINT_PROGRESS_EVERY_S", "0")
+    good = [write(tmp_path / "music", f"s{i}.wav", synth_song(410 + i, seconds=5.0)) for i in range(2)]
+    silent = write(tmp_path / "music", "quiet.wav", np.zeros(4 * SR, np.float32))
+    rc, out, err = run(capsys, "add", "--library", tmp_path / "lib", "--model", TEST_MODEL, tmp_path / "music")
+    assert rc == EXIT_PARTIAL and "added 2, already present 0, failed 1" in out
+    assert [line for line in err.splitlines() if "quiet.wav" in line] == [
+        f"tuneprint: error: {silent.resolve()}: the audio is silent (no signal above the silence floor)"]
+    progress = [line for line in err.splitlines() if line.startswith("tuneprint: adding: ")]
+    assert progress[-1].startswith("tuneprint: adding: 3/3 files (100%), ") and "real time" in progress[-1]
+    assert all(str(p.resolve()) not in err for p in good)
+
+
+def test_add_in_parallel(capsys, tmp_path):
+    music = [write(tmp_path / "music", f"p{i}.wav", synth_song(420 + i, seconds=5.0)) for i in range(3)]
+    bad = _text_mp3(tmp_path / "music" / "notes.mp3")
+    rc, out, err = run(capsys, "add", "--library", tmp_path / "lib", "--model", TEST_MODEL, "--jobs", "2", "--json",
+                       *music, bad)
+    assert rc == EXIT_PARTIAL
+    results = json_lines(out)
+    assert [(r["path"], r["status"]) for r in results] == [(str(p.resolve()), "added") for p in music] + [
+        (str(bad.resolve()), "failed")]
+    assert len([line for line in err.splitlines() if "notes.mp3" in line]) == 1
+    rc, _, err = run(capsys, "add", "--library", tmp_path / "lib", "--jobs", "0", music[0])
+    assert rc == EXIT_USAGE and "--jobs" in err
+
+
+# -- messages -----------------------------------------------------------------------------------
+def _corrupt_mp3(path: Path) -> Path:
+    """An ID3 header over random bytes: the MP3 decoder inside libsndfile complains on fd 2."""
+    rng = np.random.default_rng(0)
+    path.write_bytes(b"ID3" + rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    return path
+
+
+def test_decoder_chatter_is_not_shown(capfd, library_path, clips, tmp_path):
+    corrupt = _corrupt_mp3(tmp_path / "corrupt.mp3")
+    try:
+        rc = main(["identify", "--library", str(library_path), str(corrupt), str(clips["silence"])])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capfd.readouterr()
+    assert rc == EXIT_PARTIAL and out == "2 clips: 0 identified, 0 unknown, 2 failed\n"
+    assert err.splitlines() == [f"tuneprint: error: {corrupt}: not a readable audio file (Invalid data found when "
+                                "processing input)",
+                                f"tuneprint: error: {clips['silence']}: the audio is silent (no signal above the silence floor)"]

@@ -234,3 +234,44 @@ def test_the_doctor_drops_orphaned_rows_and_leaves_an_unreadable_catalog_to_the_
     findings = doctor.repair(library_copy)
     assert [(f.file, f.repairable, f.repaired) for f in findings] == [("catalog.sqlite", False, False)]
     assert "backup" in findings[0].fix
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_every_damaged_file_gives_exit_3_and_one_sentence(library_copy, capsys):
+    from tuneprint.server.cli import main
+
+    DAMAGE["vectors-truncated"][1](library_copy / "index/vectors.faiss")
+    assert main(["identify", "--library", str(library_copy), str(library_copy / "settings.json")]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "vectors.faiss" in err and "tuneprint doctor" in err and "Traceback" not in err
+    assert main(["doctor", "--library", str(library_copy)]) == 3
+    assert "can be repaired with --repair" in capsys.readouterr().out
+    assert main(["doctor", "--library", str(library_copy), "--repair"]) == 0
+    assert main(["doctor", "--library", str(library_copy)]) == 0
+    assert "healthy" in capsys.readouterr().out
+
+
+def test_a_busy_library_makes_add_wait_then_exit_3(library_copy, tmp_path):
+    import soundfile as sf
+
+    newcomer = tmp_path / "newcomer.wav"
+    sf.write(newcomer, synth_song(77), 22050)
+    command = """
+        from tuneprint.server.cli import main
+        raise SystemExit(main(["add", "--library", {root}, "--wait", "0.5", {song}]))
+        """
+    with writer_lock(library_copy):  # another process is writing
+        child = run_child(command, root=library_copy, song=newcomer)
+    assert child.returncode == 3 and "busy" in child.stderr and "Traceback" not in child.stderr
+    assert str(newcomer.resolve()) not in {s.path for s in Library.open(library_copy).tracks()}
+    child = run_child(command, root=library_copy, song=newcomer)  # free again: it goes through
+    assert child.returncode == 0, child.stderr
+
+
+def test_adding_only_missing_files_creates_no_library(tmp_path, capsys):
+    from tuneprint.server.cli import main
+
+    root = tmp_path / "new-library"
+    assert main(["add", "--library", str(root), str(tmp_path / "nothing-here.wav")]) == 1
+    assert "nothing-here.wav: no such file" in capsys.readouterr().err
+    assert not root.exists()

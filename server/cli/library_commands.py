@@ -1,0 +1,203 @@
+"""add, remove, reindex, stats, tracks: build a library and look into it.
+
+``stats`` and ``tracks`` open the library without its encoder (no torch, no index), so they
+answer at once.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tuneprint.errors import LibraryError
+
+from .common import EXIT_LIBRARY, EXIT_OK, EXIT_PARTIAL, UsageError, add_command, clock, print_error
+from .progress import Progress
+
+log = logging.getLogger("tuneprint")
+
+
+def add_parser_add(sub) -> None:
+    p = add_command(sub, "add", "Add audio files or folders (recursive) to a library, creating it on first use.", cmd_add)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
+    p.add_argument("--index", choices=["faiss", "annoy"], default=None, help="index backend of a new library (default faiss)")
+    p.add_argument("--model", default=None, help="encoder of a new library: 'default', 'seeded' or a checkpoint path")
+    p.add_argument("--label", action="append", default=[], help="label attached to every track added (repeatable)")
+    p.add_argument("--labels", type=Path, help="CSV with columns path,label giving per-file labels")
+    p.add_argument("--jobs", "-j", type=int, default=1,
+                   help="files decoded and embedded at once, each in its own process (default 1)")
+    p.add_argument("--commit-every", type=int, default=None, metavar="N",
+                   help="files written all-or-nothing at a time (default: the library's setting, 25)")
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for another process writing to the library (default 60)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file, printed once its batch is safely written")
+
+
+def add_catalog_parsers(sub) -> None:
+    """stats, tracks, remove, reindex."""
+    p = add_command(sub, "stats", "Counts: songs, snippets, hours, labels, backend.", cmd_stats)
+    p.add_argument("--json", action="store_true")
+
+    p = add_command(sub, "tracks", "List the library's tracks.", cmd_tracks)
+    p.add_argument("--json", action="store_true", help="one JSON object per track")
+
+    p = add_command(sub, "remove", "Remove songs from catalog and index.", cmd_remove)
+    p.add_argument("song_ids", nargs="+", metavar="SONG_ID")
+
+    add_command(sub, "reindex", "Re-embed every track with the library's encoder and rebuild the index.", cmd_reindex)
+
+    p = add_command(sub, "doctor", "Check every part of a library and say what is wrong; --repair fixes what can "
+                    "be rebuilt (settings, index, orphaned rows).", cmd_doctor)
+    p.add_argument("--repair", action="store_true", help="repair what can be repaired")
+    p.add_argument("--json", action="store_true", help="one JSON object per finding")
+
+
+# -- add --------------------------------------------------------------------------------------
+def cmd_add(args) -> int:
+    from tuneprint.index.vectors import IndexConfig
+    from tuneprint.server.library import Library, LibrarySettings, find_audio_files
+
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    try:
+        labels = read_label_csv(args.labels) if args.labels else {}
+    except OSError as e:
+        raise UsageError(f"cannot read the labels CSV {args.labels}: {e.strerror or e}") from e
+    if args.commit_every is not None and args.commit_every < 1:
+        raise UsageError("--commit-every must be at least 1")
+    files = find_audio_files(args.paths)
+    missing = [f for f in files if not f.is_file()]
+    for f in missing:
+        print_error(f"{f}: no such file")
+    files = [f for f in files if f.is_file()]
+    if not files:
+        if not missing:
+            print_error("no audio files found in the given paths")
+        return EXIT_PARTIAL  # and no library is created for nothing
+    if (args.library / "settings.json").is_file():
+        lib = Library.open(args.library)
+        if args.index and args.index != lib.settings.index.backend:
+            log.warning("library uses %s; --index %s applies only to new libraries", lib.settings.index.backend, args.index)
+    else:
+        settings = LibrarySettings(index=IndexConfig(backend=args.index or "faiss"), model=args.model or "default")
+        lib = Library.create(args.library, settings)
+
+    lib.write_wait_s = args.wait
+    with lib, Progress(len(files), desc="adding", unit="file") as bar:
+        def progress(result, seconds: float) -> None:
+            bar.update(audio_s=seconds)
+
+        def committed(batch) -> None:  # reported only once written: a crash later loses none of these
+            for result in batch:
+                if args.json:
+                    bar.print(json.dumps(result.__dict__))
+                if result.status == "failed":
+                    bar.print(f"tuneprint: error: {result.error}", file=sys.stderr)
+
+        results = lib.add(files, labels=labels, default_labels=args.label, progress=progress, on_commit=committed,
+                          jobs=args.jobs, commit_every=args.commit_every)
+        stats = lib.stats()
+    counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
+    counts["failed"] += len(missing)
+    if not args.json:
+        print(f"added {counts['added']}, already present {counts['duplicate']}, failed {counts['failed']}; "
+              f"library now holds {stats['songs']} songs, {stats['hours']:.2f} h")
+    return EXIT_PARTIAL if counts["failed"] else EXIT_OK
+
+
+def read_label_csv(path: Path) -> dict[str, list[str]]:
+    """path,label rows (a header row is optional); relative paths are relative to the CSV."""
+    labels: dict[str, list[str]] = {}
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if len(row) < 2 or row[0].strip().lower() == "path":
+                continue
+            file = Path(row[0].strip())
+            file = file if file.is_absolute() else path.parent / file
+            labels.setdefault(str(file.resolve()), []).append(row[1].strip())
+    return labels
+
+
+# -- looking in -------------------------------------------------------------------------------
+def cmd_stats(args) -> int:
+    from tuneprint.server.library import Library
+
+    with Library.open(args.library, load_encoder=False) as lib:
+        stats = lib.stats()
+    if args.json:
+        print(json.dumps(stats))
+        return EXIT_OK
+    labels = ", ".join(f"{k} ({v})" for k, v in stats["labels"].items()) or "none"
+    lines = [f"library  {stats['library']}", f"songs    {stats['songs']}", f"snippets {stats['snippets']}",
+             f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"backend  {stats['backend']}",
+             f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB",
+             f"encoder  {stats['model_id']}",
+             "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
+             "library\" (README, \"Confidence\")"]
+    if stats["verify_top"]:
+        lines.append(f"         the bar: evidence {stats['min_evidence']:.3f} = similarity + {stats['verify_weight']:g} × "
+                     f"share of the clip explained by the song's spectrogram (top {stats['verify_top']} songs checked)")
+    else:
+        lines.append(f"         the bar: similarity {stats['min_similarity']:.3f} for 3-s clips, "
+                     f"{stats['min_similarity_long']:.3f} for long ones (no spectral verification)")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_tracks(args) -> int:
+    from tuneprint.server.library import Library
+
+    with Library.open(args.library, load_encoder=False) as lib:
+        for song in lib.tracks():
+            print(json.dumps(song.to_dict()) if args.json else
+                  f"{song.song_id}  {clock(song.duration_s):>8}  {song.title}  [{', '.join(song.labels)}]  {song.path}")
+    return EXIT_OK
+
+
+# -- changing ---------------------------------------------------------------------------------
+def cmd_remove(args) -> int:
+    from tuneprint.server.library import Library
+
+    status = EXIT_OK
+    with Library.open(args.library) as lib:
+        for song_id in args.song_ids:
+            try:
+                song = lib.remove(song_id)
+                print(f"removed {song_id} ({song.title})")
+            except LibraryError as e:
+                print_error(str(e))
+                status = EXIT_PARTIAL
+    return status
+
+
+def cmd_reindex(args) -> int:
+    from tuneprint.server.library import Library
+
+    with Library.open(args.library, check_model=False) as lib:
+        with Progress(len(lib.tracks()), desc="re-embedding", unit="song") as bar:
+            n = lib.reindex(progress=lambda song: bar.update(audio_s=song.duration_s))
+    print(f"re-embedded {n} songs with encoder {lib.model_id}")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    """Exit 0 when the library is healthy (or was repaired whole), 3 when problems remain."""
+    from tuneprint.server import doctor
+
+    if args.repair:
+        with Progress(0, desc="re-embedding", unit="song") as bar:
+            findings = doctor.repair(args.library, progress=lambda song: bar.update(audio_s=song.duration_s))
+    else:
+        findings = doctor.check(args.library)
+    for f in findings:
+        if args.json:
+            print(json.dumps(f.to_dict()))
+        else:
+            state = "repaired" if f.repaired else ("can be repaired with --repair" if f.repairable else "to do")
+            print(f"{args.library / f.file}: {f.problem}\n  → {f.fix} [{state}]")
+    if not findings and not args.json:
+        print(f"{args.library}: healthy")
+    return EXIT_OK if all(f.repaired for f in findings) else EXIT_LIBRARY
