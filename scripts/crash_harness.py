@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="markdown file to write the results section into")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader's notes on CPU features
     cfg = CrashConfig(songs=args.songs, kills=args.kills, pairs=args.pairs, serve_runs=args.serve_runs, seed=args.seed)
     results = run_harness(args.corpus, cfg, args.work)
     body = summary_markdown(results, cfg)
