@@ -87,39 +87,6 @@ class VoteConfig:
                        min_evidence=self.min_evidence + rise if self.verifies else self.min_evidence)
 
 
-LIBRARY_SIZES = (10, 14, 20, 28, 40, 56, 80, 112, 160, 224, 320)  # sub-libraries impostor_slope measures
-
-
-def impostor_slope(impostors: np.ndarray, level: float, rng: np.random.Generator,
-                   draws: int = 200) -> tuple[float, dict[int, float]]:
-    """Rise of the best impostor similarity per e-fold of library size (``similarity_slope``).
-
-    Parameters
-    ----------
-    impostors : np.ndarray [shape=(clips, songs)]
-        Every clip's best similarity to every song that is not its own (-inf for its own).
-    level : float
-        The share of clips that must stay below the threshold (the target "unknown" rate).
-
-    Returns
-    -------
-    slope : float
-        Of a line in ln(size) through the ``level`` quantiles of the best impostor similarity,
-        over ``draws`` random libraries of each size from 10 songs up to all songs.
-    quantiles : dict of library size → that quantile
-    """
-    n_songs = impostors.shape[1]
-    sizes = [n for n in LIBRARY_SIZES if n < n_songs] + [n_songs]
-    quantiles = {}
-    for n in sizes:
-        best = [impostors[:, rng.choice(n_songs, n, replace=False)].max(axis=1) for _ in range(draws)]
-        best = np.concatenate(best)
-        quantiles[n] = float(np.quantile(best[np.isfinite(best)], level))
-    if len(sizes) < 2:
-        return 0.0, quantiles
-    return float(np.polyfit(np.log(sizes), list(quantiles.values()), 1)[0]), quantiles
-
-
 @dataclass(frozen=True)
 class SongVote:
     song_id: str

@@ -1,68 +1,90 @@
-"""scripts/calibrate.py: the long-clip threshold keeps the "unknown" target and never rises."""
+"""Calibration (index/calibration.py, server/evaluation/calibrate.py): the long-clip threshold keeps
+the "unknown" target and never rises; verification is chosen only when it helps; the clips' cache
+gives back what was stored."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import calibrate  # noqa: E402
+from tuneprint.encoder.features import FeatureConfig
+from tuneprint.index.calibration import CalibrationConfig
+from tuneprint.index.search import Neighbours
+from tuneprint.index.vote import VoteConfig
+from tuneprint.server.evaluation import calibrate
+from tuneprint.server.evaluation.calibrate import CalibrationClip, CalibrationRun, ClipSet
+
+GRIDS = CalibrationConfig(target_unknown=0.9)
 
 
-def clip_row(rng: np.random.Generator, member: bool, patches: int, level: float) -> dict:
+def clip_row(rng: np.random.Generator, member: bool, patches: int, level: float, condition: str = "clean",
+             verified: dict | None = None) -> CalibrationClip:
     """A clip's neighbours: patches × 3 neighbours; members mostly match song 'own'."""
     songs = np.array([["own" if member and rng.random() < 0.8 else f"s{rng.integers(20)}" for _ in range(3)]
                       for _ in range(patches)], dtype=object)
     sims = np.sort(rng.normal(level, 0.04, (patches, 3)), axis=1)[:, ::-1].astype(np.float32)
     offsets = np.zeros((patches, 3), np.float32)
-    return {"member": member, "truth": "own" if member else None,
-            "neighbours": (songs, sims, offsets, np.arange(patches, dtype=np.float32) * 0.19)}
+    return CalibrationClip(member, condition, "own" if member else None, Neighbours(sims, songs, offsets, {}),
+                           np.arange(patches, dtype=np.float32) * 0.19, np.zeros(21, np.float32), verified or {})
+
+
+def clip_set(clips: list[CalibrationClip]) -> ClipSet:
+    return ClipSet(clips, ["own"] + [f"s{i}" for i in range(20)], FeatureConfig())
 
 
 def test_long_clip_point_rejects_the_target_share_of_outsiders_below_the_short_bar():
     rng = np.random.default_rng(0)
-    short = [clip_row(rng, m, 2, 0.8 if m else 0.7) for m in [True] * 40 + [False] * 60]
-    long = [clip_row(rng, m, 18, 0.8 if m else 0.7) for m in [True] * 40 + [False] * 60]
+    short = clip_set([clip_row(rng, m, 2, 0.8 if m else 0.7) for m in [True] * 40 + [False] * 60])
+    long = clip_set([clip_row(rng, m, 18, 0.8 if m else 0.7) for m in [True] * 40 + [False] * 60])
     best = {"temperature": 0.05, "min_similarity": 0.78, "min_share": 0.0, "min_margin": 0.0}
-    points, report = calibrate.long_clip_point(short, long, best, SimpleNamespace(target_unknown=0.9, long_clip_seconds=6.0))
+    run = CalibrationRun(model="", long_clip_seconds=6.0, grids=GRIDS)
+    points, report = calibrate.long_clip_point(short, long, best, run)
     assert points[0] == [2, 0.78] and points[1][0] == 18
     assert points[1][1] <= 0.78
     assert report["outsider_unknown_rate"] >= 0.9 and report["member_hit_rate"] > 0.5
 
 
-def verified_rows(rng: np.random.Generator, informative: bool) -> list[dict]:
+def verified_rows(rng: np.random.Generator, informative: bool) -> ClipSet:
     """Members and outsiders whose similarities overlap; the verification score of the true song
     is high (informative) or drawn like everyone else's (useless)."""
     rows = []
     for member in [True] * 60 + [False] * 60:
-        row = clip_row(rng, member, 2, 0.73 if member else 0.72)
-        row["condition"] = calibrate.CONDITIONS[len(rows) % len(calibrate.CONDITIONS)]
-        songs = {s for s in row["neighbours"][0].ravel()}
-        row["verified"] = {s: float(rng.uniform(0.5, 0.9) if informative and s == "own" else rng.uniform(0.0, 0.4))
-                           for s in songs}
+        row = clip_row(rng, member, 2, 0.73 if member else 0.72, GRIDS.conditions[len(rows) % len(GRIDS.conditions)])
+        songs = {s for s in row.neighbours.song_ids.ravel()}
+        row.verified.update({s: float(rng.uniform(0.5, 0.9) if informative and s == "own" else rng.uniform(0.0, 0.4))
+                             for s in songs})
         rows.append(row)
-    return rows
+    return clip_set(rows)
 
 
 def test_verification_is_chosen_when_it_separates_and_keeps_the_unknown_target():
     rows = verified_rows(np.random.default_rng(1), informative=True)
-    best = calibrate.choose(rows, 0.9)
-    chosen = calibrate.choose_verification(rows, best, 0.9)
-    assert chosen["verify_top"] == calibrate.VERIFY_TOP and chosen["verify_weight"] in calibrate.VERIFY_WEIGHTS
+    best = calibrate.vote_rule(rows, GRIDS)
+    chosen = calibrate.verification_rule(rows, best, GRIDS)
+    assert chosen["verify_top"] == GRIDS.verify_top and chosen["verify_weight"] in GRIDS.verify_weights
     report = chosen["verification"]
     assert report["outsider_unknown_rate"] >= 0.9
     assert report["member_hit_rate"] > best["member_hit_rate"]
-    cfg = calibrate.VoteConfig(**{**{k: best[k] for k in ("temperature", "min_similarity", "min_share", "min_margin")},
-                                  **{k: chosen[k] for k in ("verify_top", "verify_weight", "min_evidence")}})
-    assert calibrate.outcome(rows, cfg)["outsider_unknown_rate"] >= 0.9
+    cfg = VoteConfig(**{**{k: best[k] for k in ("temperature", "min_similarity", "min_share", "min_margin")},
+                        **{k: chosen[k] for k in ("verify_top", "verify_weight", "min_evidence")}})
+    assert rows.outcome(cfg)["outsider_unknown_rate"] >= 0.9
 
 
 def test_verification_is_left_off_when_it_does_not_help():
     rows = verified_rows(np.random.default_rng(2), informative=False)
-    best = calibrate.choose(rows, 0.9)
-    chosen = calibrate.choose_verification(rows, best, 0.9)
+    best = calibrate.vote_rule(rows, GRIDS)
+    chosen = calibrate.verification_rule(rows, best, GRIDS)
     assert (chosen["verify_top"], chosen["verify_weight"], chosen["min_evidence"]) == (0, 0.0, 0.0)
     report = chosen["verification"]
     assert report["member_hit_rate"] <= max(report["similarity_rule_member_hit_rate"], report["weight_0_member_hit_rate"])
+
+
+def test_the_cache_gives_back_the_same_choices(tmp_path):
+    rows = verified_rows(np.random.default_rng(3), informative=True)
+    rows.clips[0].neighbours.song_ids[0, 2] = None  # a patch with fewer neighbours than k
+    path = tmp_path / "cache.pkl"  # any suffix: the file is .npz inside
+    calibrate.save_clips(path, rows)
+    loaded = calibrate.load_clips(path)
+    assert loaded.songs == rows.songs and loaded.features == rows.features
+    assert loaded.clips[0].neighbours.song_ids[0, 2] is None
+    assert calibrate.vote_rule(loaded, GRIDS) == calibrate.vote_rule(rows, GRIDS)
+    best = calibrate.vote_rule(rows, GRIDS)
+    assert calibrate.verification_rule(loaded, best, GRIDS) == calibrate.verification_rule(rows, best, GRIDS)

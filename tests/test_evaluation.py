@@ -11,12 +11,14 @@ import pytest
 
 from tuneprint.index.catalog import Song
 from tuneprint.index.vote import vote_labels
-from tuneprint.server.eval_data import EvalSplit, Provenance, Snippets, plan_split, subtrack_rows, track_key
-from tuneprint.server.eval_identification import CONDITIONS, ClipConfig, ClipRecord, IdentificationRun, degrade_clip
-from tuneprint.server.eval_labels import (TrackAnswer, aggregate, exact_neighbours, knn_track_answers, label_matrix,
-                                neighbour_label_shares, precision_recall, score_tracks)
+from tuneprint.encoder.augment import CONDITIONS
 from tuneprint.server.evaluation import EvalConfig, evaluate
-from tuneprint.server.search_timing import TimingConfig, recall_at_k, search_timing
+from tuneprint.server.evaluation.clips import ClipConfig, degrade_clip
+from tuneprint.server.evaluation.data import EvalSplit, Provenance, Snippets, plan_split, subtrack_rows, track_key
+from tuneprint.server.evaluation.identification import ClipRecord, IdentificationRun
+from tuneprint.server.evaluation.labels import (TrackAnswer, aggregate, exact_neighbours, knn_track_answers,
+                                                label_matrix, neighbour_label_shares, precision_recall, score_tracks)
+from tuneprint.server.evaluation.timing import TimingConfig, recall_at_k, search_timing
 
 SR = 22050
 TRAINED = 3  # songs 0–2 play the training set of a fake run
@@ -150,7 +152,7 @@ def test_split_falls_back_when_everything_was_trained():
 
 
 def test_identification_index_holds_in_library_songs_only(library):
-    from tuneprint.server.eval_data import find_provenance, load_snippets
+    from tuneprint.server.evaluation.data import find_provenance, load_snippets
 
     snippets = load_snippets(library)
     split = plan_split(snippets.songs, find_provenance(library), holdout=0.3, seed=0)
@@ -246,11 +248,11 @@ def test_identification_vote_with_a_known_answer(backend):
     run = IdentificationRun(None, FeatureConfig(), IndexConfig(backend=backend, dim=8), VoteConfig(k=1), 4, snippets, split,
                             ClipConfig(), 0, [])
     record = ClipRecord(song=1, held_out=False, duration_s=3.0, condition="clean", start_s=2.0)
-    answer = run._answer(record, vectors[14:17] + 0.01, np.array([0.0, 0.5, 1.0], np.float32))
-    assert answer["top1"] and answer["top2"] and not answer["unknown"]
-    assert answer["offset_error_s"] == pytest.approx(0.0)
+    answer = run.answer(record, vectors[14:17] + 0.01, np.array([0.0, 0.5, 1.0], np.float32))
+    assert answer.top1 and answer.top2 and not answer.unknown
+    assert answer.offset_error_s == pytest.approx(0.0)
     wrong = ClipRecord(song=0, held_out=False, duration_s=3.0, condition="clean", start_s=2.0)
-    assert not run._answer(wrong, vectors[14:17], np.array([0.0, 0.5, 1.0], np.float32))["top1"]
+    assert not run.answer(wrong, vectors[14:17], np.array([0.0, 0.5, 1.0], np.float32)).top1
 
 
 def test_subtracks_are_a_patch_apart():

@@ -98,3 +98,31 @@ def test_the_band_is_the_phone_band():
     mask = band_mask(FEATURES)
     assert 20 < mask.sum() < FEATURES.n_mels
     assert not mask[0] and not mask[-1]
+
+
+class Spectra:
+    """A spectrogram source (as the catalog is one) over song ids "s1", "s2", "s3"; "gone" has none."""
+
+    def __init__(self, spectra):
+        self.spectra = {f"s{seed}": S for seed, S in spectra.items()}
+
+    def spectrogram(self, song_id):
+        return self.spectra.get(song_id)
+
+
+def test_verify_votes_ranks_the_song_the_clip_is_made_of_first(songs, spectra):
+    from tuneprint.index.search import verify_votes
+    from tuneprint.index.vote import SongVote, VoteConfig
+
+    clip_db = log_mel(add_noise(cut(songs[1], 8.0), 0.0, 0))
+    vote = lambda song, similarity: SongVote(song, 10, 0.3, similarity, 8.0, 0.5)  # noqa: E731
+    votes = [vote("s2", 0.80), vote("s1", 0.78), vote("s3", 0.70)]  # the vote alone prefers s2
+    cfg = VoteConfig(verify_top=3, verify_weight=0.5)
+    ranked = verify_votes(votes, clip_db, Spectra(spectra), FEATURES, cfg)
+    assert ranked[0].song_id == "s1" and all(v.verified is not None for v in ranked)
+    assert ranked[0].verified > max(v.verified for v in ranked[1:]) + 0.1
+    # only the top verify_top are checked; a first song without a spectrogram leaves the vote as it is
+    assert [v.verified is None for v in verify_votes(votes, clip_db, Spectra(spectra), FEATURES,
+                                                     VoteConfig(verify_top=1, verify_weight=0.5))] == [False, True, True]
+    unknown = [vote("gone", 0.9)] + votes
+    assert verify_votes(unknown, clip_db, Spectra(spectra), FEATURES, cfg) == unknown

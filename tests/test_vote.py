@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tuneprint.index.vote import (SongVote, VoteConfig, consensus_offset, decide, impostor_slope,
+from tuneprint.index.calibration import impostor_slope
+from tuneprint.index.vote import (SongVote, VoteConfig, consensus_offset, decide,
                         rank_verified, vote_labels, vote_songs)
 
 

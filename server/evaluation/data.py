@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from tuneprint.encoder.splits import song_unit
-from tuneprint.index.catalog import Song
+from tuneprint.index.catalog import Song, SnippetInfo
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -47,6 +47,14 @@ class Snippets:
         rows = np.flatnonzero(self.song == song_index)
         return rows[np.argsort(self.offsets_s[rows], kind="stable")]
 
+    def lookup(self, rows: np.ndarray) -> SnippetInfo:
+        """Song id and offset of every snippet position in ``rows`` (any shape; -1 = none), as
+        :meth:`index.catalog.Catalog.lookup` gives them, so an index of snippet positions serves
+        :func:`index.search.find_neighbours`. No labels: identification does not need them."""
+        song_ids = np.array([s.song_id for s in self.songs] + [None], dtype=object)  # -1 → None
+        song_ids = song_ids[np.where(rows >= 0, self.song[np.maximum(rows, 0)], -1)]
+        return SnippetInfo(song_ids, np.where(rows >= 0, self.offsets_s[np.maximum(rows, 0)], np.nan))
+
 
 def load_snippets(lib) -> Snippets:
     """Read every stored vector with its song and offset from a :class:`server.library.Library`."""
@@ -68,7 +76,7 @@ def load_snippets(lib) -> Snippets:
 def subtrack_rows(offsets_s: np.ndarray, spacing_s: float) -> np.ndarray:
     """Positions (into sorted ``offsets_s``) of snippets at least ``spacing_s`` apart, from the first on.
 
-    The seed's sub-tracks are non-overlapping 3-s patches; the index stores overlapping ones.
+    Sub-tracks are non-overlapping 3-s patches; the index stores overlapping ones.
     """
     keep, last = [], -np.inf
     for i, t in enumerate(offsets_s):

@@ -79,7 +79,7 @@ def run_load_test(library: Path, cfg: LoadConfig, url: str | None = None) -> tup
     try:
         info = get_json(url, "stats")
         log.info("server %s: %s songs, encoder %s", url, info["songs"], info["model_id"])
-        clips = make_clips(url, cfg.clips, cfg.clip_seconds, cfg.seed)
+        clips = make_clips(library, cfg.clips, cfg.clip_seconds, cfg.seed)
         send(url, clips[:1], 1, 0.0, Tally())  # warm up (first request pays for lazy set-up)
         tally = Tally()
         log.info("%d clients × %g s of %g-s clips …", cfg.clients, cfg.seconds, cfg.clip_seconds)
@@ -91,11 +91,12 @@ def run_load_test(library: Path, cfg: LoadConfig, url: str | None = None) -> tup
 
 
 # -- the server -------------------------------------------------------------------------
-def start_server(library: Path, threads: int) -> tuple[subprocess.Popen, str]:
-    """Start ``tuneprint serve`` on a free loopback port; the process and its URL once it listens."""
+def start_server(library: Path, threads: int, *options: str) -> tuple[subprocess.Popen, str]:
+    """Start ``tuneprint serve`` on a free loopback port (with more ``options`` of the command);
+    the process and its URL once it listens."""
     exe = Path(sys.executable).with_name("tuneprint")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", RUN_CLI]
-    proc = subprocess.Popen([*cmd, "serve", "--library", str(library), "--port", "0", "--threads", str(threads)],
+    proc = subprocess.Popen([*cmd, "serve", "--library", str(library), "--port", "0", "--threads", str(threads), *options],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     found: queue.Queue[str] = queue.Queue()
 
@@ -124,17 +125,14 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 # -- clips ------------------------------------------------------------------------------
-def make_clips(url: str, n: int, seconds: float, seed: int) -> list[tuple[str, bytes]]:
-    """``n`` WAV clips (song id, bytes) cut at random from the library's tracks."""
+def make_clips(library: Path, n: int, seconds: float, seed: int) -> list[tuple[str, bytes]]:
+    """``n`` WAV clips (song id, bytes) cut at random from the library's tracks (read from its catalog:
+    the server shows clients without its write token file names, not paths)."""
     from tuneprint.encoder.audio import load_audio
+    from tuneprint.server.library import Library
 
-    tracks, offset = [], 0
-    while True:
-        page = get_json(url, f"tracks?limit=1000&offset={offset}")
-        tracks += page["tracks"]
-        offset += len(page["tracks"])
-        if not page["tracks"] or offset >= page["total"]:
-            break
+    with Library.open(library, load_encoder=False) as lib:
+        tracks = [song.to_dict() for song in lib.tracks()]
     tracks = [t for t in tracks if t["duration_s"] >= seconds + 1 and Path(t["path"]).is_file()]
     if not tracks:
         raise TuneprintError("no track of the library is long enough, or on this machine, to cut clips from")
@@ -161,8 +159,12 @@ def send(url: str, clips: list[tuple[str, bytes]], clients: int, seconds: float,
     started = time.perf_counter()
     deadline = started + seconds
 
+    # Each client from its own loopback address, as distinct clients are to the server's rate limit per address.
+    loopback = re.fullmatch(r"127\.\d+\.\d+\.\d+", parts.hostname or "") and clients < 250
+    source = (lambda index: (f"127.0.0.{index + 2}", 0)) if loopback else (lambda index: None)
+
     def client(index: int) -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120, source_address=source(index))
         i = index
         while True:
             song_id, data = clips[i % len(clips)]
@@ -183,7 +185,7 @@ def send(url: str, clips: list[tuple[str, bytes]], clients: int, seconds: float,
             except (OSError, http.client.HTTPException) as e:
                 tally.error(type(e).__name__)
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120, source_address=source(index))
             if time.perf_counter() >= deadline:
                 break
         conn.close()

@@ -1,62 +1,50 @@
-"""Song identification (seed 004 §6.3): clips of 1, 3, 5 and 10 s cut at random offsets,
-clean and degraded, answered by the library's k-NN song vote against an index that holds
-the in-library songs only. Clips of held-out songs measure the "unknown" rate.
+"""Song identification: clips of 1, 3, 5 and 10 s cut at random offsets, clean and degraded
+(:func:`server.evaluation.clips.excerpt_clips`), answered by the identification pipeline
+(:func:`index.search.decide_clip`) against an index that holds the in-library songs only. Clips of
+held-out songs measure the "unknown" rate.
 
 Every clip is answered twice on the same audio: by the encoder's embeddings (the library's
-vectors, its backend, its vote) and by the MFCC-statistics baseline (same patches, same vote).
+vectors, its backend, its vote and verification) and by the MFCC-statistics baseline (same
+patches, same vote, no verification).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from tuneprint.encoder.augment import CONDITIONS, ConditionConfig, apply_condition, speed_factor
+from tuneprint.encoder.features import FeatureConfig, audio_to_patches_and_spectrogram
 from tuneprint.errors import AudioError
-from tuneprint.encoder.features import audio_to_patches_and_spectrogram
+from tuneprint.index.search import Decision, Neighbours, SpectrogramSource, decide_clip, find_neighbours
 from tuneprint.index.vectors import IndexConfig, create_index
-from tuneprint.index.verify import verify_and_rank
-from tuneprint.index.vote import VoteConfig, decide, vote_songs
+from tuneprint.index.vote import VoteConfig
 
-from .eval_data import EvalSplit, Snippets, song_rng
-from .eval_labels import Standardizer, exact_neighbours, mfcc_stats
+from .clips import ClipConfig, excerpt_clips
+from .data import EvalSplit, Snippets, song_rng
+from .labels import Standardizer, exact_neighbours, mfcc_stats
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
-class ClipConfig:
-    durations_s: tuple[float, ...] = (1.0, 3.0, 5.0, 10.0)
-    conditions: tuple[str, ...] = CONDITIONS
-    clips_per_song: int = 3  # random offsets per song and duration; every condition degrades the same excerpt
-    snr_db: tuple[float, float] = (0.0, 10.0)  # "noise": background at this SNR
-    phone_snr_db: tuple[float, float] = (10.0, 20.0)  # "phone": some noise, then 300–3400 Hz at 8 kHz via MP3/GSM
-    rt60_s: tuple[float, float] = (0.3, 0.9)  # "reverb": a synthetic room of this reverberation time
-    speed_change: tuple[float, float] = (0.01, 0.03)  # "speed": faster or slower by this much (tempo and pitch)
-    offset_tolerance_s: float = 1.0  # an offset answer within this of the truth counts as right
+class ClipAnswer:
+    """How one method answered one clip."""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    top1: bool  # the decided answer is the clip's song
+    top2: bool  # the clip's song is among the two best candidates
+    unknown: bool  # the answer is "not in the library"
+    offset_error_s: float | None = None  # of a right answer
 
-    @property
-    def degradations(self) -> ConditionConfig:
-        return ConditionConfig(self.snr_db, self.phone_snr_db, self.rt60_s, self.speed_change)
+    @classmethod
+    def of(cls, decision: Decision, truth: str, start_s: float) -> "ClipAnswer":
+        winner = decision.winner
+        top1 = winner is not None and winner.song_id == truth
+        return cls(top1, any(v.song_id == truth for v in decision.votes[:2]), winner is None,
+                   abs(winner.offset_s - start_s) if top1 else None)
 
 
-def degrade_clip(y: np.ndarray, sr: int, start_s: float, duration_s: float, condition: str,
-                 rng: np.random.Generator, noises: list[np.ndarray], cfg: ClipConfig = ClipConfig()) -> np.ndarray:
-    """The clip of ``duration_s`` starting at ``start_s`` in ``y``, as ``condition`` hears it.
-
-    Returns exactly ``round(duration_s · sr)`` samples [shape=(n,), float32]; for "speed" the
-    excerpt is taken longer or shorter so that, played faster or slower, it lasts ``duration_s``.
-    """
-    n_out = int(round(duration_s * sr))
-    factor = speed_factor(condition, rng, cfg.degradations)
-    first = int(round(start_s * sr))
-    clip = y[first : first + int(round(n_out * factor))].astype(np.float32)
-    clip = apply_condition(clip, condition, sr, rng, noises, cfg.degradations, factor=factor)
-    return np.pad(clip, (0, max(0, n_out - len(clip))))[:n_out].astype(np.float32)
+NO_ANSWER = ClipAnswer(False, False, True)  # a clip with no usable patch
 
 
 @dataclass
@@ -66,7 +54,14 @@ class ClipRecord:
     duration_s: float
     condition: str
     start_s: float
-    answers: dict[str, dict] = field(default_factory=dict)  # method → {top1, top2, unknown, offset_error_s}
+    answers: dict[str, ClipAnswer] = field(default_factory=dict)  # method → its answer
+
+
+@dataclass(frozen=True)
+class _BaselineQuery:
+    record: ClipRecord
+    stats: np.ndarray  # [shape=(n, 2 · n_mfcc)] the clip's patches' MFCC statistics
+    offsets_s: np.ndarray  # [shape=(n,)]
 
 
 class IdentificationRun:
@@ -75,117 +70,95 @@ class IdentificationRun:
     The embedding answers come at once from an index of the in-library songs' stored
     vectors (the library's backend and settings). The baseline's clip features are kept
     and answered in :meth:`finish`, when its reference (every in-library song) is complete.
+    ``spectrograms`` (the library's catalog) lets the embedding's answers be verified as the
+    library's are, when the vote asks for it.
     """
 
-    def __init__(self, embedder, features, index_config: IndexConfig, vote: VoteConfig, query_hop_frames: int,
-                 snippets: Snippets, split: EvalSplit, cfg: ClipConfig, seed: int, noises: list[np.ndarray],
-                 spectrogram_of: Callable[[str], np.ndarray | None] | None = None):
+    def __init__(self, embedder, features: FeatureConfig, index_config: IndexConfig, vote: VoteConfig,
+                 query_hop_frames: int, snippets: Snippets, split: EvalSplit, cfg: ClipConfig, seed: int,
+                 noises: list[np.ndarray], spectrograms: SpectrogramSource | None = None):
         self.embedder, self.features, self.vote, self.hop = embedder, features, vote, query_hop_frames
-        # a song id → its log-mel spectrogram (Library.reference_spectrogram): the embedding's answers are
-        # verified as the library's are when the vote asks for it
-        self.spectrogram_of = spectrogram_of
+        self.spectrograms = spectrograms
         self.snippets, self.split, self.cfg, self.seed, self.noises = snippets, split, cfg, seed, noises
-        self.song_ids = np.array([s.song_id for s in snippets.songs] + [None], dtype=object)
-        in_index = np.isin(snippets.song, split.index)
-        self.index_rows = np.flatnonzero(in_index)
+        index_rows = np.flatnonzero(np.isin(snippets.song, split.index))
         self.index = create_index(index_config)
-        if len(self.index_rows):
-            self.index.add(self.index_rows, snippets.vectors[self.index_rows])
+        if len(index_rows):
+            self.index.add(index_rows, snippets.vectors[index_rows])
         self.records: list[ClipRecord] = []
-        self._baseline_queries: list[tuple[ClipRecord, np.ndarray, np.ndarray]] = []
+        self._baseline_queries: list[_BaselineQuery] = []
         self.failed: dict[str, int] = {}
         self.wanted = set(split.id_queries) | set(split.held_out)
 
     def indexed_songs(self) -> set[str]:
         """Song ids whose vectors the identification index holds (for leak checks)."""
-        return {self.song_ids[i] for i in np.unique(self.snippets.song[self.index.ids()])}
+        return {self.snippets.songs[i].song_id for i in np.unique(self.snippets.song[self.index.ids()])}
 
     def visit(self, song: int, y: np.ndarray) -> None:
+        """Cut, degrade and answer the clips of one song (decoded at the feature rate)."""
         if song not in self.wanted:
             return
-        sr = self.features.sample_rate
         rng = song_rng(self.seed, self.snippets.songs[song], "clips")
         held_out = song in set(self.split.held_out)
-        seconds = len(y) / sr
-        clips, records = [], []
-        for duration in self.cfg.durations_s:
-            room = seconds - duration * (1.0 + self.cfg.speed_change[1]) - 0.05
-            if room < 0:
-                continue
-            for _ in range(self.cfg.clips_per_song):
-                start = float(rng.uniform(0.0, room))
-                for condition in self.cfg.conditions:
-                    clips.append(degrade_clip(y, sr, start, duration, condition, rng, self.noises, self.cfg))
-                    records.append(ClipRecord(song, held_out, duration, condition, start))
-        patches, offsets, spectra, owner = [], [], [], []
-        for i, clip in enumerate(clips):
+        records, features = [], []
+        for clip in excerpt_clips(y, self.features.sample_rate, rng, self.noises, self.cfg):
+            record = ClipRecord(song, held_out, clip.duration_s, clip.condition, clip.start_s)
+            records.append(record)
             try:
-                p, o, S_db = audio_to_patches_and_spectrogram(clip, hop_frames=self.hop, cfg=self.features, pad=True)
+                features.append((record, *audio_to_patches_and_spectrogram(clip.samples, hop_frames=self.hop,
+                                                                           cfg=self.features, pad=True)))
             except AudioError as e:  # a silent clip: no answer, counted as unknown
                 self.failed[type(e).__name__] = self.failed.get(type(e).__name__, 0) + 1
-                continue
-            patches.append(p)
-            offsets.append(o)
-            spectra.append(S_db)
-            owner.append(i)
-        vectors = self.embedder.embed_patches(np.concatenate(patches)) if patches else np.zeros((0, 1), np.float32)
-        stats = mfcc_stats(np.concatenate(patches)) if patches else np.zeros((0, 1), np.float32)
-        answered = set(owner)
-        start = 0
-        for i, o, S_db in zip(owner, offsets, spectra):
-            rec, n = records[i], len(o)
-            rec.answers["embedding"] = self._answer(rec, vectors[start : start + n], o, S_db)
-            self._baseline_queries.append((rec, stats[start : start + n], o))
-            start += n
-        for i, rec in enumerate(records):
-            if i not in answered:
-                rec.answers["embedding"] = rec.answers["baseline"] = _no_answer()
+                record.answers["embedding"] = record.answers["baseline"] = NO_ANSWER
+        self._answer_all(features)
         self.records += records
 
-    def _answer(self, rec: ClipRecord, vectors: np.ndarray, query_offsets: np.ndarray,
-                clip_db: np.ndarray | None = None) -> dict:
-        k = min(self.vote.k, max(len(self.index), 1))
-        sims, rows = self.index.search(vectors, k)
-        return self._vote(rec, sims, rows, query_offsets, clip_db)
+    def _answer_all(self, features: list[tuple[ClipRecord, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Embed every clip's patches in one batch, answer each, keep its MFCC statistics for the baseline."""
+        if not features:
+            return
+        patches = np.concatenate([p for _, p, _, _ in features])
+        vectors, stats = self.embedder.embed_patches(patches), mfcc_stats(patches)
+        start = 0
+        for record, _, offsets, clip_db in features:
+            rows = slice(start, start + len(offsets))
+            record.answers["embedding"] = self.answer(record, vectors[rows], offsets, clip_db)
+            self._baseline_queries.append(_BaselineQuery(record, stats[rows], offsets))
+            start += len(offsets)
 
-    def _vote(self, rec: ClipRecord, sims: np.ndarray, rows: np.ndarray, query_offsets: np.ndarray,
-              clip_db: np.ndarray | None = None) -> dict:
-        song_ids = self.song_ids[np.where(rows >= 0, self.snippets.song[np.maximum(rows, 0)], -1)]
-        offsets = np.where(rows >= 0, self.snippets.offsets_s[np.maximum(rows, 0)], np.nan)
-        votes = vote_songs(song_ids, sims, offsets, query_offsets, self.vote)
-        if self.vote.verifies and clip_db is not None and self.spectrogram_of is not None:
-            votes = verify_and_rank(votes, clip_db, self.spectrogram_of, self.features, self.vote)
-        return self._score(rec, votes)
+    def answer(self, record: ClipRecord, vectors: np.ndarray, query_offsets: np.ndarray,
+               clip_db: np.ndarray | None = None) -> ClipAnswer:
+        """The pipeline's answer to one clip's patch embeddings [shape=(n, D)], scored against its song."""
+        neighbours = find_neighbours(vectors, self.index, self.snippets, self.vote.k)
+        return self._score(record, neighbours, query_offsets, clip_db)
 
-    def _score(self, rec: ClipRecord, votes) -> dict:
-        """top1: the decided answer is the clip's song; top2: it is among the two best candidates."""
-        winner = decide(votes, self.vote)
-        truth = self.snippets.songs[rec.song].song_id
-        top1 = winner is not None and winner.song_id == truth
-        return {"top1": top1, "top2": any(v.song_id == truth for v in votes[:2]), "unknown": winner is None,
-                "offset_error_s": abs(winner.offset_s - rec.start_s) if top1 else None}
+    def _score(self, record: ClipRecord, neighbours: Neighbours, query_offsets: np.ndarray,
+               clip_db: np.ndarray | None) -> ClipAnswer:
+        spectrograms = self.spectrograms if clip_db is not None else None
+        decision = decide_clip(neighbours, query_offsets, clip_db, spectrograms, self.vote, self.features)
+        return ClipAnswer.of(decision, self.snippets.songs[record.song].song_id, record.start_s)
 
     def finish(self, baseline_reference: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> dict:
         """Answer the baseline's clips against ``baseline_reference`` (song → (stats, offsets)) and score all."""
-        if baseline_reference:
-            songs = [s for s in self.split.index if s in baseline_reference]
-            ref = np.concatenate([baseline_reference[s][0] for s in songs]) if songs else np.zeros((0, 1))
-            if len(ref):
-                standardize = Standardizer.fit(ref)
-                ref_vectors = standardize(ref)
-                ref_song = np.concatenate([np.full(len(baseline_reference[s][0]), s) for s in songs])
-                ref_offsets = np.concatenate([baseline_reference[s][1] for s in songs])
-                for rec, stats, offsets in self._baseline_queries:
-                    sims, nn = exact_neighbours(standardize(stats), ref_vectors, self.vote.k)
-                    song_ids = self.song_ids[np.where(nn >= 0, ref_song[np.maximum(nn, 0)], -1)]
-                    votes = vote_songs(song_ids, sims, np.where(nn >= 0, ref_offsets[np.maximum(nn, 0)], np.nan),
-                                       offsets, self.vote)
-                    rec.answers["baseline"] = self._score(rec, votes)
+        songs = [s for s in self.split.index if s in (baseline_reference or {})]
+        if songs:
+            self._answer_baseline(baseline_reference, songs)
         return summarize(self.records, self.cfg, failed=self.failed)
 
-
-def _no_answer() -> dict:
-    return {"top1": False, "top2": False, "unknown": True, "offset_error_s": None}
+    def _answer_baseline(self, reference: dict[int, tuple[np.ndarray, np.ndarray]], songs: list[int]) -> None:
+        """The baseline's answers: exact search over the in-library songs' standardised MFCC statistics."""
+        stats = np.concatenate([reference[s][0] for s in songs])
+        if not len(stats):
+            return
+        standardize = Standardizer.fit(stats)
+        ref_vectors = standardize(stats)
+        ref = Snippets(self.snippets.songs, ref_vectors,
+                       np.concatenate([np.full(len(reference[s][0]), s) for s in songs]),
+                       np.concatenate([reference[s][1] for s in songs]))
+        for query in self._baseline_queries:
+            sims, rows = exact_neighbours(standardize(query.stats), ref_vectors, self.vote.k)
+            info = ref.lookup(rows)
+            neighbours = Neighbours(sims, info.song_ids, info.offsets_s, {})
+            query.record.answers["baseline"] = self._score(query.record, neighbours, query.offsets_s, None)
 
 
 def summarize(records: list[ClipRecord], cfg: ClipConfig, failed: dict | None = None) -> dict:
@@ -207,17 +180,20 @@ def summarize(records: list[ClipRecord], cfg: ClipConfig, failed: dict | None = 
                 mine = [r.answers[method] for r in rs if not r.held_out]
                 theirs = [r.answers[method] for r in rs if r.held_out]
                 if mine:
-                    errors = [a["offset_error_s"] for a in mine if a["offset_error_s"] is not None]
-                    inl.setdefault(key, {})[condition] = {
-                        "n": len(mine), "top1": _mean(a["top1"] for a in mine), "top2": _mean(a["top2"] for a in mine),
-                        "unknown": _mean(a["unknown"] for a in mine),
-                        "offset_median_s": round(float(np.median(errors)), 3) if errors else None,
-                        "offset_within_tol": _mean(e <= cfg.offset_tolerance_s for e in errors)}
+                    inl.setdefault(key, {})[condition] = _in_library_cell(mine, cfg.offset_tolerance_s)
                 if theirs:
-                    held.setdefault(key, {})[condition] = {"n": len(theirs), "unknown": _mean(a["unknown"] for a in theirs)}
+                    held.setdefault(key, {})[condition] = {"n": len(theirs), "unknown": _mean(a.unknown for a in theirs)}
         out["in_library"][method] = inl
         out["held_out"][method] = held
     return out
+
+
+def _in_library_cell(answers: list[ClipAnswer], tolerance_s: float) -> dict:
+    errors = [a.offset_error_s for a in answers if a.offset_error_s is not None]
+    return {"n": len(answers), "top1": _mean(a.top1 for a in answers), "top2": _mean(a.top2 for a in answers),
+            "unknown": _mean(a.unknown for a in answers),
+            "offset_median_s": round(float(np.median(errors)), 3) if errors else None,
+            "offset_within_tol": _mean(e <= tolerance_s for e in errors)}
 
 
 def _mean(values) -> float | None:

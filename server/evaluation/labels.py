@@ -1,10 +1,10 @@
-"""Labels by neighbours (seed 004 §6.1) and the three ways to turn snippet answers into a
-track's answer (seed 002): raw, maximum probability, majority vote.
+"""Labels by neighbours, and the three ways to turn snippet answers into a track's answer:
+raw, maximum probability, majority vote.
 
 Every query track is split into sub-tracks (non-overlapping 3-s snippets). Each sub-track
 gets a probability over labels: for the k-NN methods the share of its k nearest neighbours'
 votes (leave-one-song-out: the track's own snippets never vote), for the classifier head its
-softmax. Then, as seed 002 defines them:
+softmax. Then:
 
 - **raw**: every sub-track's own top label, scored per sub-track;
 - **maximum probability**: the probabilities summed over the track's sub-tracks, top label;
@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from .data import subtrack_rows
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def exact_neighbours(queries: np.ndarray, reference: np.ndarray, k: int, exclude
 
 # -- aggregation -----------------------------------------------------------------------------
 def aggregate(probs: np.ndarray) -> dict[str, object]:
-    """One track's sub-track probabilities → its answers, the three ways of seed 002.
+    """One track's sub-track probabilities → its answers, the three ways.
 
     Parameters
     ----------
@@ -122,8 +124,8 @@ class TrackAnswer:
 def score_tracks(answers: list[TrackAnswer], labels: list[str]) -> dict:
     """Accuracy of raw / maximum probability / majority, top-2, confusion and per-label P/R.
 
-    Raw is scored per sub-track (seed 002's 'raw'); the others per track. The confusion
-    matrix and per-label precision/recall are per sub-track, as seed 004's Fig. 4 counts them.
+    Raw is scored per sub-track; the others per track. The confusion matrix and per-label
+    precision/recall are per sub-track.
     """
     n_sub = sum(len(a.probs) for a in answers)
     if not answers:
@@ -253,14 +255,53 @@ class Standardizer:
         return (z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
-# -- classifier head -------------------------------------------------------------------------
-def classifier_probs(net, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Softmax of the network's classifier head on patches [shape=(p, n_mels, frames)] → (p, n_classes)."""
-    import torch
+@dataclass(frozen=True)
+class LabelGroups:
+    """The label query songs: "all", and where the encoder's training labels are known, "seen" (a label
+    it was trained on) and "unseen"."""
 
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(patches), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).unsqueeze(1)
-            out.append(torch.softmax(net.classifier(net.forward_features(x)), dim=1).float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, net.cfg.n_classes), np.float32)
+    members: dict[str, set[int]]  # group → song positions
+    seen_labels: tuple[str, ...] | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {g: len(m) for g, m in self.members.items()}
+
+    def group_of(self, song: int) -> str:
+        return next((g for g in ("seen", "unseen") if song in self.members.get(g, ())), "all")
+
+
+def label_groups(songs, queries: list[int], seen_labels: tuple[str, ...] | None) -> LabelGroups:
+    """:class:`LabelGroups` of the query songs (positions into ``songs``)."""
+    members = {"all": set(queries)}
+    if seen_labels is not None:
+        seen = set(seen_labels)
+        members["seen"] = {i for i in queries if seen & set(songs[i].labels)}
+        members["unseen"] = set(queries) - members["seen"]
+    return LabelGroups(members, None if seen_labels is None else tuple(seen_labels))
+
+
+@dataclass(frozen=True)
+class BaselineReference:
+    """Every song's MFCC-statistics patches as one standardised reference set."""
+
+    vectors: np.ndarray  # [shape=(n, 2 · n_mfcc), dtype=float32], standardised, unit norm
+    song: np.ndarray  # [shape=(n,), dtype=int64], song position of each row
+    offsets: np.ndarray  # [shape=(n,), dtype=float32]
+    rows: dict[int, np.ndarray]  # song position → its rows, in offset order
+
+    def subtracks(self, song: int, spacing_s: float) -> np.ndarray:
+        """Rows of ``song``'s patches at least ``spacing_s`` apart (:func:`data.subtrack_rows`)."""
+        rows = self.rows[song]
+        return rows[subtrack_rows(self.offsets[rows], spacing_s)]
+
+
+def baseline_reference(features: dict[int, tuple[np.ndarray, np.ndarray]]) -> BaselineReference:
+    """The reference set of ``features`` (song position → (MFCC statistics, offsets) of its patches)."""
+    songs = sorted(features)
+    stats = np.concatenate([features[s][0] for s in songs])
+    song = np.concatenate([np.full(len(features[s][0]), s, dtype=np.int64) for s in songs])
+    offsets = np.concatenate([features[s][1] for s in songs]).astype(np.float32)
+    vectors = Standardizer.fit(stats)(stats)
+    rows = {s: np.flatnonzero(song == s) for s in songs}
+    return BaselineReference(vectors, song, offsets, {s: r[np.argsort(offsets[r], kind="stable")] for s, r in rows.items()})

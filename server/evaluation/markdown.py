@@ -1,4 +1,9 @@
-"""Write one named section of docs/BENCHMARKS.md, keeping the others, with command, machine and date."""
+"""The one writer of docs/BENCHMARKS.md sections: each named section is replaced in place (or
+appended), with the command, machine and date that produced it; the other sections are kept.
+
+A section lies between ``<!-- section:KEY -->`` and ``<!-- /section:KEY -->``. A section written
+before those markers existed (a bare ``## TITLE`` heading, up to the next ``## ``) is replaced too.
+"""
 from __future__ import annotations
 
 import os
@@ -13,6 +18,7 @@ HEADER = "# Benchmarks\n\nEvery figure here comes from a script in `scripts/`; e
 
 
 def machine() -> str:
+    """This machine in words: CPU model, cores, memory, Python."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -31,17 +37,24 @@ def machine() -> str:
 
 
 def provenance() -> str:
+    """The command that is running, this machine and today, as a markdown list."""
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     return f"- command: `python {command}`\n- machine: {machine()}\n- date: {date.today().isoformat()}\n"
 
 
-def write_section(path: str | os.PathLike, name: str, title: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of the markdown file at ``path``."""
+def write_section(path: str | os.PathLike, key: str, title: str, body: str) -> None:
+    """Replace (or append) the section ``key`` of the markdown file at ``path``, titled ``## title``."""
     path = Path(path)
     text = path.read_text() if path.exists() else HEADER
-    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    start, end = f"<!-- section:{key} -->", f"<!-- /section:{key} -->"
     block = f"{start}\n## {title}\n\n{provenance()}\n{body.strip()}\n{end}"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    marked = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    unmarked = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |^<!-- section:|\Z)", re.S | re.M)
+    if marked.search(text):
+        text = marked.sub(lambda _: block, text)
+    elif unmarked.search(text):
+        text = unmarked.sub(lambda _: block + "\n\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -1,4 +1,4 @@
-"""Search timing (seed 004 table 1), with the recall that makes a speed figure meaningful.
+"""Search timing, with the recall that makes a speed figure meaningful.
 
 On a sample of the library's own embeddings: build time, the time for one query of 10, 30
 and 1000 nearest neighbours, memory, and recall@k against exact search, for exact search
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class TimingConfig:
     max_vectors: int = 20000  # indexed sample of the library's snippets (a 2-core machine's sane size)
     queries: int = 50  # single-vector queries, each timed; also the recall sample
-    ks: tuple[int, ...] = (10, 30, 1000)  # 10: the library's vote; 30 and 1000: the seed's table
+    ks: tuple[int, ...] = (10, 30, 1000)  # 10: the library's vote; 30 and 1000: a small and a large neighbourhood
     annoy_trees: int = 32  # Annoy's build knob
     annoy_search_k: int = -1  # Annoy's query knob (-1: trees × k)
     hnsw_m: int = 32
