@@ -1,8 +1,8 @@
-"""Degradations that users' clips really have, and the seed's spectrogram augmentations.
+"""Degradations that users' clips really have, and the design's spectrogram augmentations.
 
 Waveform degradations (for training views, benchmarks and evaluation): background noise at
 a chosen SNR, room reverb, a phone's 300–3400 Hz band at 8 kHz through a lossy codec,
-small speed changes and gain. Spectrogram augmentations (seed 004 §2.3): frequency and
+small speed changes and gain. Spectrogram augmentations (of the design, docs/ARCHITECTURE.md): frequency and
 time masking (rolling is done by cutting patches at shifted starts).
 
 Every function is pure given its ``rng``: arrays in, arrays out, shapes kept.

@@ -1,4 +1,4 @@
-"""Log-mel spectrograms and the 64×64 patches the encoder reads (seed 004 §2.2).
+"""Log-mel spectrograms and the 64×64 patches the encoder reads.
 
 All functions are pure: arrays in, arrays out, configured by :class:`FeatureConfig`.
 Frames and patches are converted to seconds with the same config that made them.

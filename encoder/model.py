@@ -1,4 +1,4 @@
-"""The seed 004 network: ResNet18 encoder → 1024-d embedding, with a decoder and a classifier head.
+"""The design's network: ResNet18 encoder → 1024-d embedding, with a decoder and a classifier head.
 
 One-line architecture::
 

@@ -103,7 +103,7 @@ class FaissIndex:
 
 
 class AnnoyIndex:
-    """Spotify's Annoy (the seed's choice). Annoy cannot add after building, so the vectors
+    """Spotify's Annoy (the design's choice). Annoy cannot add after building, so the vectors
     are kept beside the trees and the forest is rebuilt lazily after any change."""
 
     name = "annoy"

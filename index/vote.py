@@ -1,4 +1,4 @@
-"""k-nearest-neighbour voting (seed 004 §4): neighbours of every query patch vote for their
+"""k-nearest-neighbour voting (the design's majority vote, docs/ARCHITECTURE.md): neighbours of every query patch vote for their
 song (or its labels); votes are summed over the whole clip and the majority wins.
 
 Song votes can be weighted by similarity: each query patch hands out one vote, split
@@ -6,7 +6,7 @@ over its k neighbours by a softmax of their similarities at ``temperature``. A t
 fingerprint puts only the 2–3 stored patches that overlap the query's moment close to it,
 while a song with many merely similar-sounding patches fills the rest of the k slots; plain
 counting lets that song win, similarity weighting does not. ``temperature=None`` is the
-seed's plain count.
+design's plain count.
 
 Pure functions over arrays: the neighbour lists come from the index, the song ids, offsets
 and labels from the catalog.
@@ -22,7 +22,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class VoteConfig:
-    k: int = 10  # neighbours per query patch (the seed found 10 the most stable)
+    k: int = 10  # neighbours per query patch (the design's report found 10 the most stable)
     top: int = 2  # candidates and labels reported
     min_share: float = 0.2  # below this share of all votes the answer is "unknown"
     min_similarity: float = 0.0  # below this median best cosine similarity the answer is "unknown"
@@ -206,7 +206,7 @@ def next_song_similarity(best: dict[str, np.ndarray], sims: np.ndarray, valid: n
 def vote_weights(sims: np.ndarray, valid: np.ndarray, temperature: float | None) -> np.ndarray:
     """Weight of every neighbour's vote [shape=(n, k)], 0 for missing neighbours.
 
-    ``temperature=None``: one vote per neighbour (the seed's count). Otherwise each query patch
+    ``temperature=None``: one vote per neighbour (the design's count). Otherwise each query patch
     hands out one vote, split by a softmax of its neighbours' similarities.
     """
     if temperature is None:

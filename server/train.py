@@ -7,7 +7,6 @@ and re-embeds every song with it. The command line calls one, reports, then the 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -75,48 +74,3 @@ def adopt_encoder(root: Path, weights: Path, *, reindex: bool = True,
     with Library.open(root, check_model=False) as lib:
         n = lib.reindex(progress=progress)
         return Adopted(model_path, lib.model_id, n)
-
-
-# -- command line (the parser and the report of `tuneprint train`) ------------------------------
-def add_cli(command) -> None:
-    p = command("train", "Train the encoder on the library's tracks (their labels feed the classifier), "
-                         "then re-embed the library with it.", run)
-    p.add_argument("--epochs", type=int, default=30, help="passes over the library's audio (default 30)")
-    p.add_argument("--variant", default="both+contrastive",
-                   help="loss terms joined by '+': decoder, classifier, contrastive, both (= decoder+classifier); "
-                        "default both+contrastive")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run from its last checkpoint")
-    p.add_argument("--run", type=Path, help="run folder (default LIBRARY/runs/VARIANT)")
-    p.add_argument("--noise", type=Path, help="folder of recorded noises (sound effects, speech) to mix into views")
-    p.add_argument("--batch-size", type=int, default=64, help="pairs per step (default 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, as the seed)")
-    p.add_argument("--val-share", type=float, default=0.0,
-                   help="share of songs held out to monitor retrieval during training (default 0: train on all)")
-    p.add_argument("--from-default", action="store_true", help="start from the shipped weights instead of the seeded init")
-    p.add_argument("--no-reindex", action="store_true", help="only train; re-embed later with `tuneprint reindex`")
-
-
-def run(args) -> int:
-    from tqdm import tqdm
-
-    from tuneprint.encoder.training import TrainConfig
-    from tuneprint.server.library import Library
-
-    with Library.open(args.library, check_model=False, load_encoder=False) as lib:
-        empty = not lib.tracks(limit=1)
-    if empty:
-        print("tuneprint train: error: the library holds no tracks", file=sys.stderr)
-        return 1
-    cfg = TrainConfig(variant=args.variant, epochs=args.epochs, device=args.device, batch_size=args.batch_size, lr=args.lr)
-    trained = train_on_library(args.library, cfg=cfg, run_dir=args.run, noise_dir=args.noise, val_share=args.val_share,
-                               from_default=args.from_default, resume=args.resume)
-    print(f"trained: {trained.weights} (metrics {trained.run_dir / 'metrics.csv'}, curves {trained.run_dir / 'loss.png'})")
-    if args.no_reindex:
-        adopted = adopt_encoder(args.library, trained.weights, reindex=False)
-        print(f"the library's encoder is now {adopted.model_path}; run `tuneprint reindex --library {args.library}` before querying")
-        return 0
-    with tqdm(total=trained.songs, unit="song", desc="re-embedding", disable=None, file=sys.stderr) as bar:
-        adopted = adopt_encoder(args.library, trained.weights, progress=lambda song: bar.update(1))
-    print(f"re-embedded {adopted.reembedded} songs with the new encoder ({adopted.model_id})")
-    return 0

@@ -504,7 +504,7 @@ def test_verification_reports_how_much_of_the_clip_each_candidate_explains(libra
 
 def test_outsiders_stay_unknown_with_verification_calibrated_as_shipped(library, clips):
     """With the shipped thresholds (verification on, if the encoder was calibrated with it), clips of
-    songs not in the library come back "unknown" at issue 3's floor rate, as without it."""
+    songs not in the library come back "unknown" at the project's floor rate, as without it."""
     if not library.settings.vote.verifies:
         pytest.skip("the encoder under test was not calibrated with verification")
     unknown = sum(library.identify(write_clip(clips, f"unknown{s}", cut(synth_song(s), 5.0, CLIP_S))).match is None

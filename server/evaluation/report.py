@@ -99,7 +99,7 @@ def _md_setting(report: dict) -> list[str]:
 
 def _md_identification(report: dict, ident: dict) -> list[str]:
     c = ident["conditions"]
-    md = ["## 1. Song identification (seed 004 §6.3)\n",
+    md = ["## 1. Song identification\n",
           f"{c['clips_per_song']} random offsets per song and clip length; every condition degrades the same excerpt. "
           f"noise: {_noise(report)} "
           f"at {c['snr_db'][0]:g}–{c['snr_db'][1]:g} dB SNR; phone: noise at {c['phone_snr_db'][0]:g}–"
@@ -133,10 +133,10 @@ def _md_identification(report: dict, ident: dict) -> list[str]:
 
 
 def _md_labels(report: dict, labels: dict) -> list[str]:
-    md = ["## 2. Labels by neighbours (seed 004 §6.1)\n",
+    md = ["## 2. Labels by neighbours\n",
           f"Each query track is cut into sub-tracks {labels['subtrack_s']} s apart; each sub-track is labelled by "
           f"the {labels['k']} nearest stored snippets of *other* songs (exact search). Sub-track numbers count each "
-          "sub-track (the seed's figures); track numbers sum the sub-tracks' votes (maximum probability, what "
+          "sub-track (the design report's unit); track numbers sum the sub-tracks' votes (maximum probability, what "
           "`tuneprint genre` answers for a whole track). Seen / unseen: the track's label was / was not among the "
           "encoder's training labels.\n"]
     rows = [[g, s["tracks"], s["subtracks"], _pct(s["raw"]), _pct(s["subtrack_top2"]), _pct(s["max_probability"]),
@@ -153,7 +153,7 @@ def _md_labels(report: dict, labels: dict) -> list[str]:
 
 
 def _md_aggregation(report: dict, sections: dict) -> list[str]:
-    md = ["## 3. Aggregation: raw, maximum probability, majority vote (seed 002)\n",
+    md = ["## 3. Aggregation: raw, maximum probability, majority vote\n",
           "**raw**: each sub-track's own top answer, scored per sub-track; **max probability**: the sub-tracks' "
           "probabilities (k-NN vote shares or softmax) summed, top label; **majority**: each sub-track's top label "
           "counted, the most frequent wins. Track-level accuracy.\n"]
@@ -175,7 +175,7 @@ def _md_aggregation(report: dict, sections: dict) -> list[str]:
 
 
 def _md_map(report: dict, emap: dict) -> list[str]:
-    md = ["## 4. The embedding map (seed 004 §6.2)\n",
+    md = ["## 4. The embedding map\n",
           f"{emap['points']} sub-tracks of the label query tracks; ▲ marks labels the encoder never saw in training. "
           "Silhouette (cosine, −1…1, higher = labels form tighter clusters) in the full space:\n"]
     sil = emap.get("silhouette", {})
@@ -189,7 +189,7 @@ def _md_map(report: dict, emap: dict) -> list[str]:
 
 
 def _md_timing(timing: dict) -> list[str]:
-    md = ["## 5. Search timing (seed 004 table 1)\n"]
+    md = ["## 5. Search timing\n"]
     if "rows" in timing:
         ks = timing["config"]["ks"]
         md.append(f"{timing['vectors']} of the library's {timing['dim']}-d snippet vectors indexed; {timing['queries']} "
