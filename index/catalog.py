@@ -1,8 +1,11 @@
-"""The catalog: songs, their labels and their snippets (vector row id → song, offset), in SQLite.
+"""The catalog: songs, their labels and tags, and their snippets (vector row id → song, offset), in SQLite.
 
-The vector index stores row ids only; this is where they get a meaning. Each song's log-mel
-spectrogram is kept here too (float16 dB), for verifying candidates (index/verify.py): written in
-the same transaction as the song, so an interrupted ingest leaves neither behind.
+The vector index stores row ids only; this is where they get a meaning. A song's *labels* (its
+genre or style: what the nearest-neighbour vote and the single-label classifier learn) and its
+*tags* (moods, instruments, anything several of which fit at once) share one table, told apart
+by its ``kind`` column. Each song's log-mel spectrogram is kept here too (float16 dB), for
+verifying candidates (index/verify.py): written in the same transaction as the song, so an
+interrupted ingest leaves neither behind.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: labels.kind ("label" or "tag"); catalogs of version 1 are migrated on open
+LABEL, TAG = "label", "tag"
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,12 @@ class Song:
     audio_hash: str
     labels: tuple[str, ...] = ()
     n_snippets: int = 0
+    tags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"song_id": self.song_id, "path": self.path, "title": self.title, "artist": self.artist,
-                "duration_s": round(self.duration_s, 3), "labels": list(self.labels), "snippets": self.n_snippets}
+                "duration_s": round(self.duration_s, 3), "labels": list(self.labels), "tags": list(self.tags),
+                "snippets": self.n_snippets}
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class SnippetInfo:
 
     song_ids: np.ndarray  # [shape=ids.shape, dtype=object], None where an id is unknown
     offsets_s: np.ndarray  # [shape=ids.shape, dtype=float32]
-    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # song_id → labels
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # song_id → labels (not tags)
 
 
 class Catalog:
@@ -67,6 +73,8 @@ class Catalog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._ensure_schema()
+        # a read-only catalog of schema version 1 cannot be migrated: it holds labels only
+        self._has_kinds = "kind" in self.db["labels"].columns_dict if "labels" in self.db.table_names() else True
 
     def _ensure_schema(self) -> None:
         with self._lock, self.db.atomic():
@@ -75,25 +83,28 @@ class Catalog:
                     {"song_id": str, "path": str, "title": str, "artist": str, "duration_s": float,
                      "audio_hash": str, "added_at": str}, pk="song_id")
                 self.db["songs"].create_index(["audio_hash"], unique=True)
-                self.db["labels"].create({"song_id": str, "label": str}, pk=("song_id", "label"),
-                                         foreign_keys=[("song_id", "songs", "song_id")])
+                _create_labels_table(self.db)
                 self.db["labels"].create_index(["label"])
                 self.db["snippets"].create({"row_id": int, "song_id": str, "offset_s": float}, pk="row_id",
                                            foreign_keys=[("song_id", "songs", "song_id")])
                 self.db["snippets"].create_index(["song_id"])
                 self.db["meta"].create({"key": str, "value": str}, pk="key")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if "kind" not in self.db["labels"].columns_dict:  # a catalog of schema version 1: labels only
+                _migrate_labels_table(self.db)
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
             if "spectra" not in self.db.table_names():  # libraries made before verification get the table empty
                 self.db["spectra"].create({"song_id": str, "n_mels": int, "frames": int, "data": bytes}, pk="song_id",
                                           foreign_keys=[("song_id", "songs", "song_id")])
 
     def close(self) -> None:
-        if not self.read_only:  # fold the write-ahead log into the file: a copy or a read-only mount is whole
-            try:
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # another connection is reading; its own close will do it
-        self.db.conn.close()
+        with self._lock:  # never under a query of another thread
+            if not self.read_only:  # fold the write-ahead log into the file: a copy or a read-only mount is whole
+                try:
+                    self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass  # another connection is reading; its own close will do it
+            self.db.conn.close()
 
     @contextmanager
     def transaction(self):
@@ -131,7 +142,8 @@ class Catalog:
         self.db["songs"].insert({"song_id": song.song_id, "path": song.path, "title": song.title,
                                  "artist": song.artist, "duration_s": song.duration_s,
                                  "audio_hash": song.audio_hash, "added_at": added_at})
-        self.db["labels"].insert_all([{"song_id": song.song_id, "label": label} for label in song.labels])
+        self.set_labels(song.song_id, song.labels)
+        self.set_labels(song.song_id, song.tags, kind=TAG)
         self.db["snippets"].insert_all(
             ({"row_id": int(r), "song_id": song.song_id, "offset_s": float(o)} for r, o in zip(row_ids, offsets_s)),
             batch_size=1000)
@@ -154,9 +166,10 @@ class Catalog:
         self.db["spectra"].upsert({"song_id": song_id, "n_mels": data.shape[0], "frames": data.shape[1],
                                    "data": data.tobytes()}, pk="song_id")
 
-    def set_labels(self, song_id: str, labels: tuple[str, ...]) -> None:
-        self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
-        self.db["labels"].insert_all([{"song_id": song_id, "label": label} for label in labels])
+    def set_labels(self, song_id: str, labels: tuple[str, ...], kind: str = LABEL) -> None:
+        """Replace a song's labels (``kind`` "label") or its tags (``kind`` "tag")."""
+        self.db.execute("DELETE FROM labels WHERE song_id = ? AND kind = ?", [song_id, kind])
+        self.db["labels"].insert_all([{"song_id": song_id, "kind": kind, "label": label} for label in labels])
 
     # -- reads -------------------------------------------------------------------------
     def song(self, song_id: str) -> Song | None:
@@ -170,15 +183,17 @@ class Catalog:
     def songs(self, where: str = "1", params: list | None = None, limit: int | None = None, offset: int = 0) -> list[Song]:
         sql = f"""
             SELECT songs.*, (SELECT COUNT(*) FROM snippets s WHERE s.song_id = songs.song_id) AS n_snippets,
-                   (SELECT GROUP_CONCAT(label, char(31)) FROM labels l WHERE l.song_id = songs.song_id) AS label_list
+                   (SELECT GROUP_CONCAT(label, char(31)) FROM labels l
+                    WHERE l.song_id = songs.song_id AND {self._kind_is(LABEL)}) AS label_list,
+                   (SELECT GROUP_CONCAT(label, char(31)) FROM labels l
+                    WHERE l.song_id = songs.song_id AND {self._kind_is(TAG)}) AS tag_list
             FROM songs WHERE {where} ORDER BY songs.path
             {'LIMIT ? OFFSET ?' if limit is not None else ''}"""
         args = list(params or []) + ([limit, offset] if limit is not None else [])
         with self._lock:
             rows = list(self.db.query(sql, args))
         return [Song(r["song_id"], r["path"], r["title"], r["artist"], r["duration_s"], r["audio_hash"],
-                     tuple(sorted(r["label_list"].split("\x1f"))) if r["label_list"] else (), r["n_snippets"])
-                for r in rows]
+                     _split(r["label_list"]), r["n_snippets"], _split(r["tag_list"])) for r in rows]
 
     def row_ids(self, song_id: str | None = None) -> np.ndarray:
         with self._lock:
@@ -202,7 +217,8 @@ class Catalog:
             labels: dict[str, list[str]] = {s: [] for s in songs}
             for chunk in _chunks(songs, 900):
                 marks = ",".join("?" * len(chunk))
-                for s, label in self.db.execute(f"SELECT song_id, label FROM labels WHERE song_id IN ({marks})", chunk):
+                for s, label in self.db.execute(f"SELECT song_id, label FROM labels WHERE song_id IN ({marks}) "
+                                                f"AND {self._kind_is(LABEL)}", chunk):
                     labels[s].append(label)
         song_ids = np.array([found.get(int(i), (None, 0.0))[0] for i in flat], dtype=object).reshape(np.shape(row_ids))
         offsets = np.array([found.get(int(i), (None, np.nan))[1] for i in flat], dtype=np.float32).reshape(np.shape(row_ids))
@@ -237,8 +253,41 @@ class Catalog:
         with self._lock:
             songs, hours = self.db.execute("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) / 3600.0 FROM songs").fetchone()
             snippets = self.db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0]
-            labels = dict(self.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY label").fetchall())
+            labels = dict(self.db.execute(f"SELECT label, COUNT(*) FROM labels WHERE {self._kind_is(LABEL)} "
+                                          "GROUP BY label ORDER BY label").fetchall())
         return {"songs": songs, "snippets": snippets, "hours": hours, "labels": labels}
+
+    def tag_counts(self) -> dict[str, int]:
+        """How many songs carry each tag."""
+        with self._lock:
+            return dict(self.db.execute(f"SELECT label, COUNT(*) FROM labels WHERE {self._kind_is(TAG)} "
+                                        "GROUP BY label ORDER BY label").fetchall())
+
+    def _kind_is(self, kind: str) -> str:
+        """SQL condition on the labels table's kind (a read-only catalog of schema version 1: labels only)."""
+        if self._has_kinds:
+            return f"kind = '{kind}'"
+        return "1" if kind == LABEL else "0"
+
+
+def _create_labels_table(db: sqlite_utils.Database, name: str = "labels") -> None:
+    db[name].create({"song_id": str, "kind": str, "label": str}, pk=("song_id", "kind", "label"),
+                    foreign_keys=[("song_id", "songs", "song_id")])
+
+
+def _migrate_labels_table(db: sqlite_utils.Database) -> None:
+    """Schema 1 → 2: every stored label stays a label ("kind" is part of the key, so a name can be
+    a song's label and its tag at once). Runs inside the caller's transaction."""
+    log.info("catalog: adding tags beside labels (schema version %d)", SCHEMA_VERSION)
+    _create_labels_table(db, "labels_v2")
+    db.execute(f"INSERT INTO labels_v2 (song_id, kind, label) SELECT song_id, '{LABEL}', label FROM labels")
+    db.execute("DROP TABLE labels")
+    db.execute("ALTER TABLE labels_v2 RENAME TO labels")
+    db["labels"].create_index(["label"], if_not_exists=True)
+
+
+def _split(joined: str | None) -> tuple[str, ...]:
+    return tuple(sorted(joined.split("\x1f"))) if joined else ()
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

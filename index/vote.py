@@ -108,7 +108,8 @@ class SongVote:
 
     @property
     def score(self) -> float:
-        """Confidence in [0, 1]: vote share, discounted by how well the votes agree in time."""
+        """Raw vote score in [0, 1]: vote share, discounted by how well the votes agree in time (the
+        confidence people read is server/answers.confidence)."""
         return self.share * (0.5 + 0.5 * self.aligned)
 
     def to_dict(self) -> dict:

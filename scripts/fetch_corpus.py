@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the development corpus (../shared/DATA.md) from Debian's package archive.
+"""Fetch the development corpus (freely licensed game soundtracks, see server/evaluation/corpus.py) from Debian's package archive.
 
 Music: the soundtracks' .ogg/.opus files of 30 s or more, deduplicated by content, one
 folder per collection (the collection is the style label). Noise: the same packages'

@@ -3,7 +3,7 @@
 The command line and the HTTP service are thin adapters over :class:`Library`. A clip's way:
 :meth:`Library.identify` decodes it (encoder/audio.py), embeds it (encoder/embeddings.py) and
 hands the vectors to the identification pipeline (index/search.py); the answer is shaped by
-server/answers.py. The folder's layout is in server/settings.py.
+server/answers.py. The folder's layout is in server/folder.py.
 """
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tuneprint.errors import BusyError, LibraryError, MismatchError, NotFoundError
-from tuneprint.index.catalog import Catalog, Song
+from tuneprint.index.catalog import LABEL, TAG, Catalog, Song
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
 from tuneprint.index.vote import VoteConfig
 
-from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, confidence
+from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, confidence
+from .gate import add_refusal, gate_for, music_verdict
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
 from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
                      embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
-                     read_settings, recorded_features, recorded_vector_count, write_empty_library)
+                     library_stats, read_settings, recorded_features, write_empty_library)
 from .maintenance import adopt_model, reindex, store_missing_spectrograms
 from .writelock import DEFAULT_WAIT_S, writer_lock
 
@@ -54,6 +55,7 @@ class Library:
         self.features = model.features if model is not None else recorded_features(catalog)
         self.embedder = embedder_for(model) if model is not None else None
         self.model_vote = calibrated_vote(model) if model is not None else None  # the encoder's own thresholds
+        self.gate = gate_for(self.model_id) if model is not None else None  # music or not (server/gate.py)
         self.write_wait_s = DEFAULT_WAIT_S  # how long a write waits for another process's (then BusyError)
         self._generation = catalog.generation()  # the catalog's change count this index and settings match
         self._lock = threading.RLock()  # guards index + catalog writes and index reads in this process
@@ -159,15 +161,18 @@ class Library:
 
     # -- writing -------------------------------------------------------------------------
     def add(self, paths: Sequence[str | os.PathLike], *, labels: dict[str, Sequence[str]] | None = None,
-            default_labels: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
+            default_labels: Sequence[str] = (), tags: dict[str, Sequence[str]] | None = None,
+            default_tags: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
             on_commit: Callable[[list[FileResult]], None] | None = None, jobs: int = 1,
-            commit_every: int | None = None) -> list[FileResult]:
+            commit_every: int | None = None, allow_non_music: bool = False) -> list[FileResult]:
         """Decode, embed and index audio files; every ``commit_every`` files are written all-or-nothing.
+        Files the music gate calls non-music fail unless ``allow_non_music``.
 
         Parameters
         ----------
         paths : audio files (folders must be expanded with :func:`find_audio_files` first)
         labels : absolute path → labels for that file (from a CSV), added to ``default_labels``
+        tags : absolute path → tags for that file, added to ``default_tags``
         progress : called after each file is decoded and embedded, with its tentative result and the
             seconds of audio it held (for progress bars: "added" is not final until its commit)
         on_commit : called after each batch is durably written, with that batch's final results
@@ -176,7 +181,11 @@ class Library:
         commit_every : files per commit (default: the library's setting)
         """
         self._require_encoder()
-        labels = {str(Path(k).resolve()): tuple(v) for k, v in (labels or {}).items()}
+        labels, tags = ({str(Path(k).resolve()): tuple(v) for k, v in (d or {}).items()} for d in (labels, tags))
+
+        def marks(path: str) -> dict:  # a file's labels and tags: those given for every file and its own
+            return {"labels": tuple(sorted({*default_labels, *labels.get(path, ())})),
+                    "tags": tuple(sorted({*default_tags, *tags.get(path, ())}))}
         results: list[FileResult] = []
         batch: list[FileResult] = []
         pending: list[tuple[Song, object]] = []
@@ -185,7 +194,7 @@ class Library:
                                        known_hashes=self.catalog.audio_hashes(), jobs=jobs,
                                        model_spec=model_spec(self.root, self.settings.model))
         for prepared in prepared_files:
-            batch.append(self._accept(prepared, labels, default_labels, seen_hashes, pending))
+            batch.append(self._accept(prepared, marks, seen_hashes, pending, allow_non_music))
             if progress:
                 progress(batch[-1], prepared.seconds)
             if len(pending) >= (commit_every or self.settings.commit_every):
@@ -203,7 +212,7 @@ class Library:
             on_commit(final)
         return final
 
-    def _accept(self, prepared: PreparedFile, labels, default_labels, seen_hashes, pending) -> FileResult:
+    def _accept(self, prepared: PreparedFile, marks, seen_hashes, pending, allow_non_music=False) -> FileResult:
         """Queue a prepared file for the next commit, or say why not (duplicate, failed)."""
         if prepared.audio_hash is None:
             log.debug("skipping %s", prepared.error)
@@ -214,8 +223,10 @@ class Library:
         if prepared.error:
             log.debug("skipping %s", prepared.error)
             return FileResult(prepared.path, "failed", error=prepared.error)
+        if not allow_non_music and (refusal := add_refusal(self.gate, prepared.path, prepared.embeddings)):
+            return FileResult(prepared.path, "failed", error=refusal)
         song = Song(song_id, prepared.path, prepared.title, prepared.artist, prepared.seconds, prepared.audio_hash,
-                    tuple(sorted(set(default_labels) | set(labels.get(prepared.path, ())))))
+                    **marks(prepared.path))
         seen_hashes.add(prepared.audio_hash)
         pending.append((song, prepared.embeddings))
         return FileResult(prepared.path, "added", song_id=song_id)
@@ -260,12 +271,15 @@ class Library:
                     raise
         return song
 
-    def set_labels(self, song_id: str, labels: Sequence[str]) -> Song:
+    def set_labels(self, song_id: str, labels: Sequence[str], kind: str = LABEL) -> Song:
         with self.writing(), self.catalog.transaction():
             self._song(song_id)
-            self.catalog.set_labels(song_id, tuple(sorted(set(labels))))
+            self.catalog.set_labels(song_id, tuple(sorted(set(labels))), kind)
             self._generation = self.catalog.bump_generation()
         return self.catalog.song(song_id)
+
+    def set_tags(self, song_id: str, tags: Sequence[str]) -> Song:
+        return self.set_labels(song_id, tags, TAG)
 
     # -- reading -------------------------------------------------------------------------
     def embed_clip(self, clip: AudioSource | np.ndarray):
@@ -301,21 +315,22 @@ class Library:
         candidates = [Match(self._song(v.song_id), v, confidence(v, cfg)) for v in decision.votes[: cfg.top]]
         match = candidates[0] if decision.winner is not None else None
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
-        return Identification(name, match, candidates, decision.reason, clip_s)
+        return Identification(name, match, candidates, decision.reason, clip_s).judged(self.music(emb))
 
     def similar(self, clip: AudioSource | None = None, *, track: str | None = None, n: int = 10,
-                name: str | None = None) -> tuple[str, list[Neighbour]]:
-        """Tracks nearest to a clip, or to a stored track (itself excluded)."""
+                name: str | None = None) -> SimilarAnswer:
+        """Tracks nearest to a clip, or to a stored track (itself excluded); unpacks as ``query, neighbours``."""
         from tuneprint.index.search import rank_similar
 
         if (clip is None) == (track is None):
             raise ValueError("give exactly one of a clip or a track id")
         if track is not None:
-            vectors, query, exclude = self._track_vectors(track), name or track, {track}
+            vectors, query, exclude, emb = self._track_vectors(track), name or track, {track}, None
         else:
-            vectors, query, exclude = self.embed_clip(clip).vectors, name or _name(clip), set()
+            emb = self.embed_clip(clip)
+            vectors, query, exclude = emb.vectors, name or _name(clip), set()
         ranked = rank_similar(self.neighbours(vectors, self.settings.similar_k), n, exclude)
-        return query, [Neighbour(self._song(s), score) for s, score in ranked]
+        return SimilarAnswer(query, [Neighbour(self._song(s), score) for s, score in ranked]).judged(self.music(emb))
 
     def _track_vectors(self, song_id: str) -> np.ndarray:
         self._require_encoder()
@@ -331,19 +346,15 @@ class Library:
         return self.label_embeddings(self.embed_clip(clip), name=name or _name(clip), exclude_song=exclude_song)
 
     def label_embeddings(self, emb, *, name: str = "", exclude_song: str | None = None) -> LabelAnswer:
-        from tuneprint.index.search import label_votes, self_similarity
+        """The library's trained classifier answers when it has one, else the neighbours' label vote
+        (server/classify/genre.py); ``exclude_song``'s own snippets never vote."""
+        from .classify.genre import label_clip
 
-        cfg = self.settings.vote
-        k = cfg.k + (self.settings.similar_k if exclude_song else 0)  # room for the excluded song's own patches
-        neighbours = self.neighbours(emb.vectors, k)
-        if exclude_song is not None:
-            neighbours = neighbours.without(exclude_song, cfg.k)
-        top = label_votes(neighbours, top=cfg.top)
-        steady = self_similarity(emb.vectors) >= self.settings.label_steady_similarity \
-            if len(emb.vectors) >= self.settings.label_steady_patches else False
-        if not top or steady:
-            return LabelAnswer(name, None, top, "no_clear_label")
-        return LabelAnswer(name, top[0][0], top)
+        return label_clip(self, emb, name=name, exclude_song=exclude_song).judged(self.music(emb))
+
+    def music(self, emb) -> bool | None:
+        """Whether a clip's embeddings are music by the gate (server/gate.py); None without a gate or clip."""
+        return music_verdict(self.gate, emb)[0] if emb is not None else None
 
     def song(self, song_id: str) -> Song:
         return self._song(song_id)
@@ -358,23 +369,7 @@ class Library:
         return self.catalog.songs(limit=limit, offset=offset)
 
     def stats(self) -> dict:
-        counts = self.catalog.counts()
-        vote = self.settings.vote.for_library(counts["songs"])
-        index_bytes = sum(f.stat().st_size for f in (self.root / INDEX_DIR).glob("*") if f.is_file())
-        # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
-        catalog_bytes = sum(f.stat().st_size for f in self.root.glob(CATALOG_FILE + "*") if f.is_file())
-        return {"library": str(self.root), "songs": counts["songs"], "snippets": counts["snippets"],
-                "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": self.settings.index.backend,
-                "vectors": len(self.index) if self.index is not None else recorded_vector_count(self.root),
-                "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": self.model_id,
-                "patch_hop_s": round(self.settings.index_hop_frames * self.features.frame_seconds, 4),
-                # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
-                # the lower bar of long clips (≥ 6 s when calibrated; the same when not)
-                "min_similarity": round(vote.min_similarity, 4),
-                "min_similarity_long": round(vote.min_similarity_for(10**6), 4),
-                # spectral verification (index/verify.py): songs checked, and the bar on the evidence
-                "verify_top": vote.verify_top if vote.verifies else 0, "verify_weight": vote.verify_weight,
-                "min_evidence": round(vote.min_evidence, 4)}
+        return library_stats(self)
 
     # -- maintenance (server/maintenance.py) -------------------------------------------------
     def adopt_model(self, checkpoint: str | os.PathLike) -> str:

@@ -4,7 +4,7 @@ Each module adds its commands to the parser; the heavy packages (torch, faiss, s
 evaluation, the web framework) are imported inside the command that runs, so ``--help``,
 ``stats`` and ``tracks`` start at once.
 
-- :mod:`.library_commands`: add, remove, reindex, stats, tracks
+- :mod:`.library_commands`: add, remove, reindex, stats, tracks, doctor
 - :mod:`.query_commands`: identify, similar, genre (files or folders; ``--out`` report; summary)
 - :mod:`.train_command`, :mod:`.evaluate_command`, :mod:`.serve_command`
 - :mod:`.common` (exit codes, messages), :mod:`.output` (``--out`` files), :mod:`.progress`

@@ -1,4 +1,4 @@
-"""add, remove, reindex, stats, tracks: build a library and look into it.
+"""add, remove, reindex, stats, tracks, doctor: build a library, look into it, keep it whole.
 
 ``stats`` and ``tracks`` open the library without its encoder (no torch, no index), so they
 answer at once.
@@ -34,6 +34,8 @@ def add_parser_add(sub) -> None:
                    help="how long to wait for another process writing to the library (default 60)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file, printed once its batch is safely written")
+    p.add_argument("--allow-non-music", action="store_true",
+                   help="keep files the music gate calls non-music (by default they are refused)")
 
 
 def add_catalog_parsers(sub) -> None:
@@ -98,7 +100,7 @@ def cmd_add(args) -> int:
                     bar.print(f"tuneprint: error: {result.error}", file=sys.stderr)
 
         results = lib.add(files, labels=labels, default_labels=args.label, progress=progress, on_commit=committed,
-                          jobs=args.jobs, commit_every=args.commit_every)
+                          jobs=args.jobs, commit_every=args.commit_every, allow_non_music=args.allow_non_music)
         stats = lib.stats()
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
     counts["failed"] += len(missing)
