@@ -44,7 +44,8 @@ class LibrarySettings:
     commit_every: int = 25  # files per all-or-nothing ingest step
     # "no clear label" for a steady sound (a held tone, a hum): a clip of at least label_steady_patches
     # query patches whose patches are this alike (median pairwise cosine). Music changes over seconds:
-    # held-out 10-s music clips stay below 0.63, steady tones reach 1.0 (docs/BENCHMARKS.md, "Labels")
+    # 172 held-out 10-s music clips stay at or below 0.73, tones and hum reach 1.0; noise does not
+    # (docs/BENCHMARKS.md, "Labels: steady sounds get no clear label"; scripts/steady_sounds.py)
     label_steady_similarity: float = 0.9
     label_steady_patches: int = 8
 
@@ -180,3 +181,24 @@ def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, ob
         added.append(ids)
         row += len(ids)
     return added
+
+
+def library_stats(lib) -> dict:
+    """Counts, sizes and the identification settings of an open library (``Library.stats``)."""
+    counts = lib.catalog.counts()
+    vote = lib.settings.vote.for_library(counts["songs"])
+    index_bytes = sum(f.stat().st_size for f in (lib.root / INDEX_DIR).glob("*") if f.is_file())
+    # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
+    catalog_bytes = sum(f.stat().st_size for f in lib.root.glob(CATALOG_FILE + "*") if f.is_file())
+    return {"library": str(lib.root), "songs": counts["songs"], "snippets": counts["snippets"],
+            "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": lib.settings.index.backend,
+            "vectors": len(lib.index) if lib.index is not None else recorded_vector_count(lib.root),
+            "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": lib.model_id,
+            "patch_hop_s": round(lib.settings.index_hop_frames * lib.features.frame_seconds, 4),
+            # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
+            # the lower bar of long clips (≥ 6 s when calibrated; the same when not)
+            "min_similarity": round(vote.min_similarity, 4),
+            "min_similarity_long": round(vote.min_similarity_for(10**6), 4),
+            # spectral verification (index/verify.py): songs checked, and the bar on the evidence
+            "verify_top": vote.verify_top if vote.verifies else 0, "verify_weight": vote.verify_weight,
+            "min_evidence": round(vote.min_evidence, 4)}

@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from tuneprint.index.vectors import IndexConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -25,8 +27,8 @@ class TimingConfig:
     max_vectors: int = 20000  # indexed sample of the library's snippets (a 2-core machine's sane size)
     queries: int = 50  # single-vector queries, each timed; also the recall sample
     ks: tuple[int, ...] = (10, 30, 1000)  # 10: the library's vote; 30 and 1000: a small and a large neighbourhood
-    annoy_trees: int = 32  # Annoy's build knob
-    annoy_search_k: int = -1  # Annoy's query knob (-1: trees × k)
+    annoy_trees: int = IndexConfig.annoy_trees  # Annoy's build knob, as libraries use it
+    annoy_search_k: int = IndexConfig.annoy_search_k  # Annoy's query knob, as libraries use it (-1: trees × k)
     hnsw_m: int = 32
     hnsw_ef_search: int = 64  # candidates kept while searching; raised to k when k is larger
     ivf_nlist: int = 0  # 0: 4·√n, at most n/39 (FAISS's points per centroid)
