@@ -20,6 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tests.conftest import SR, TEST_MODEL, cut, synth_song
 from tuneprint.server.http import create_app, openapi_document
+from tuneprint.server.http.limits import Limits
 
 TOKEN = "s3cret-write"
 READ_TOKEN = "r3ad-only"
@@ -61,6 +62,7 @@ def check_against_openapi(app, response) -> None:
 
 
 def make_app(library=None, **kwargs):
+    kwargs.setdefault("limits", Limits(rate_per_min=0))  # tests send bursts; test_http_limits.py checks the limit
     app = create_app(library, **kwargs)
     app.test_client_class = OpenAPIClient
     return app
@@ -223,7 +225,22 @@ def test_health(client, library):
 
 
 def test_stats_match_the_library(client, library):
-    assert client.get("/stats").get_json() == library.stats()
+    assert client.get("/stats", headers=bearer(TOKEN)).get_json() == library.stats()
+    # without the write token, the library's name, not where it lies on the server
+    assert client.get("/stats").get_json() == {**library.stats(), "library": library.root.name}
+
+
+def test_only_the_write_token_sees_server_paths(client, library, ids):
+    song = library.song(ids["song03"])
+    assert client.get(f"/tracks/{ids['song03']}").get_json()["path"] == "song03.wav"
+    assert client.get(f"/tracks/{ids['song03']}", headers=bearer(TOKEN)).get_json()["path"] == song.path
+    assert {t["path"] for t in client.get("/tracks").get_json()["tracks"]} == {f"song{i:02d}.wav" for i in range(10)}
+    found = client.post("/identify", data=files(clip(3))).get_json()
+    assert found["match"]["path"] == "song03.wav" and all("/" not in c["path"] for c in found["candidates"])
+    near = client.post("/similar", data=files(clip(3))).get_json()
+    assert all("/" not in n["path"] for n in near["neighbours"])
+    missing = assert_problem(client.get("/tracks/nosuchsong"), 404)
+    assert str(library.root) not in missing["detail"] and "the library" in missing["detail"]
 
 
 def test_tracks_list_and_pages(client):

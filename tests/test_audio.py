@@ -214,3 +214,50 @@ def test_too_short(tmp_path):
         load_audio(path, min_seconds=1.0)
     assert isinstance(info.value, AudioError)
     assert len(load_audio(path)) == int(0.2 * SAMPLE_RATE)  # no minimum asked: it decodes
+
+
+# -- bounded work: rates below 8 kHz refused, only the start of a long file read ----------------
+@pytest.mark.parametrize("rate", [25, 100, 7999])
+def test_a_rate_below_8khz_is_refused_before_decoding(tmp_path, rate):
+    import time
+
+    from tuneprint.errors import SampleRateError
+
+    path = tmp_path / "hum.wav"
+    sf.write(path, np.zeros(int(rate * 4000), np.float32), rate)  # thousands of seconds in a small file
+    started = time.perf_counter()
+    with pytest.raises(SampleRateError, match=f"{rate} Hz") as info:
+        load_audio(path)
+    assert time.perf_counter() - started < 1.0 and isinstance(info.value, AudioError)
+    with pytest.raises(SampleRateError):
+        load_audio(path.read_bytes())
+
+
+def test_8khz_is_read():
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, tone(sr=8000), 8000, format="WAV")
+    assert len(load_audio(buf.getvalue())) == pytest.approx(SECONDS * SAMPLE_RATE, abs=2)
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"),
+                                             ("mp3", "MP3", "MPEG_LAYER_III")])
+def test_max_seconds_reads_only_the_start(tmp_path, ext, fmt, subtype):
+    require(fmt, subtype)
+    path = tmp_path / f"long.{ext}"
+    sf.write(path, tone(sr=44100, seconds=12.0), 44100, format=fmt, subtype=subtype)
+    assert len(load_audio(path, max_seconds=2.5)) == pytest.approx(2.5 * SAMPLE_RATE, abs=2)
+    assert len(load_audio(path, max_seconds=60.0)) == pytest.approx(12.0 * SAMPLE_RATE, abs=CODEC_SLACK_S * SAMPLE_RATE)
+
+
+def test_max_seconds_stops_ffmpeg_decoding(tmp_path):
+    import av
+
+    if "aac" not in av.codecs_available:
+        pytest.skip("this FFmpeg build has no aac encoder")
+    path = tmp_path / "long.m4a"
+    write_pyav(path, tone(sr=44100, seconds=12.0), 44100, "aac", "mp4")
+    y = load_audio(path, max_seconds=2.5)
+    assert len(y) == pytest.approx(2.5 * SAMPLE_RATE, abs=2)
+    assert spectral_peaks(y) == [pytest.approx(440.0, abs=2.0)]

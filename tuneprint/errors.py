@@ -21,6 +21,10 @@ class SilentAudioError(AudioError):
     """The audio holds no signal above the silence floor."""
 
 
+class SampleRateError(AudioError):
+    """The file's own sample rate is outside what tuneprint decodes (below 8 kHz, or absurdly high)."""
+
+
 class LibraryError(TuneprintError):
     """The library folder is missing, damaged or asked for something it lacks."""
 

@@ -250,7 +250,9 @@ def markdown(r: dict, cfg: LoadConfig, info: dict, external_url: str | None) -> 
         f"{fmt(r['p90_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['max_ms'])} | {errors} | "
         f"{'–' if r['identified_right'] is None else format(r['identified_right'], '.1%')} |", "",
         "Latency is per request, from sending the upload to the last byte of the answer, so with more clients than "
-        "cores it includes the wait for a free core. Errors count any answer other than 200 and any broken connection.",
+        "cores it includes the wait for a free core. Errors count any answer other than 200 and any broken connection. "
+        "On loopback each client connects from its own address (127.0.0.2, …), as distinct clients would: the server's "
+        "rate limit counts requests per address.",
     ])
 
 

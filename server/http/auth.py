@@ -1,8 +1,13 @@
-"""Bearer tokens: reads are open unless the server has a read token; writes need the write token."""
+"""Bearer tokens: reads are open unless the server has a read token; writes need the write token.
+
+Where the library's files lie on the server is for the write token's holder only: other clients
+see file names (:func:`for_client`).
+"""
 from __future__ import annotations
 
 import hmac
 from functools import wraps
+from pathlib import PurePath
 
 from flask import current_app, request
 
@@ -53,3 +58,22 @@ def write_access(view):
             raise unauthorized("writes")
         return view(*args, **kwargs)
     return guarded
+
+
+SERVER_PATH_FIELDS = ("path", "library")  # a track's file (tracks, matches, neighbours); the folder (/stats)
+
+
+def for_client(answer: dict) -> dict:
+    """``answer`` as this client may see it: without the write token, file names instead of server paths."""
+    if token_matches(bearer(), current_app.config["TUNEPRINT_TOKEN"]):
+        return answer
+    return _names_only(answer)
+
+
+def _names_only(value):
+    if isinstance(value, dict):
+        return {k: PurePath(v).name if k in SERVER_PATH_FIELDS and isinstance(v, str) else _names_only(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_names_only(v) for v in value]
+    return value

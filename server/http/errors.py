@@ -11,12 +11,15 @@ import re
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from tuneprint.errors import (AudioError, CheckpointError, LibraryError, MismatchError, NotFoundError,
-                              SilentAudioError, TooShortError, TuneprintError, UnreadableAudioError)
+from tuneprint.errors import (AudioError, BusyError, CheckpointError, DamagedLibraryError, LibraryError,
+                              MismatchError, NotFoundError, SampleRateError, SilentAudioError, TooShortError,
+                              TuneprintError, UnreadableAudioError)
+from tuneprint.server.http.service import current_library
 
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "urn:tuneprint:problem:"
+RETRY_BUSY_S = 10  # Retry-After of a "library busy" answer: another process's batch of adds is seconds long
 
 
 class Problem(Exception):
@@ -28,12 +31,17 @@ class Problem(Exception):
 
 
 # Library exceptions → (status, kind, title); the most specific class wins (subclasses first).
+# A 5xx only where the server cannot answer whatever the client sends: another process holds the
+# library (503, retry), or the library's files are damaged (500, until its owner repairs it).
 ERROR_MAP: dict[type, tuple[int, str, str]] = {
     UnreadableAudioError: (422, "unreadable-audio", "Unreadable audio"),
     TooShortError: (422, "too-short", "Audio too short"),
     SilentAudioError: (422, "silent-audio", "Silent audio"),
+    SampleRateError: (422, "bad-sample-rate", "Unsupported sample rate"),
     AudioError: (422, "bad-audio", "Unusable audio"),
     NotFoundError: (404, "not-found", "Not found"),
+    BusyError: (503, "library-busy", "Library busy"),
+    DamagedLibraryError: (500, "library-damaged", "Library damaged"),
     MismatchError: (409, "library-mismatch", "Library mismatch"),
     LibraryError: (409, "library-error", "Library error"),
     CheckpointError: (500, "model-error", "Model error"),
@@ -68,11 +76,17 @@ def _library_error(e: TuneprintError) -> Response:
     name = g.get("upload_name")
     if isinstance(e, AudioError):
         detail = re.sub(r"\[Errno -?\d+\] |: '<none>'", "", detail)  # FFmpeg's codes mean nothing to a user
-        if name:  # say which upload, not "upload"
+        if name:  # say which upload, not the file it was spooled to
+            detail = detail.replace(g.get("upload_path") or "upload", "upload")
             detail = f"{name}: {detail.removeprefix('upload: ')}"
-    if status >= 500:
+    root = str(current_library().root)
+    detail = detail.replace(f"{root}: ", "").replace(root, "the library")  # not where it lies on the server
+    if isinstance(e, BusyError):
+        log.warning("%s %s: %s", request.method, request.path, e)
+    elif status >= 500:
         log.exception("%s %s failed", request.method, request.path)
-    return problem_response(status, kind, title, detail)
+    headers = {"Retry-After": str(RETRY_BUSY_S)} if isinstance(e, BusyError) else None
+    return problem_response(status, kind, title, detail, headers)
 
 
 def _http_error(e: HTTPException) -> Response:

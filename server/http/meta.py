@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from tuneprint.server.http.auth import read_access
+from tuneprint.server.http.auth import for_client, read_access
 from tuneprint.server.http.openapi import openapi_document, service_version
 from tuneprint.server.http.service import current_library
 
@@ -18,7 +18,7 @@ def index():
 @blueprint.get("/stats")
 @read_access
 def stats():
-    return current_library().stats()
+    return for_client(current_library().stats())
 
 
 @blueprint.get("/health")

@@ -8,15 +8,18 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 if TYPE_CHECKING:  # the library pulls in torch: it is imported when an app is made, not here
+    from tuneprint.server.http.limits import Limits, RateLimiter
     from tuneprint.server.library import Library
 
 
 @dataclass
 class Service:
-    """The library and the lock that serialises writes (adds and removals)."""
+    """The library, the lock that serialises writes (adds and removals), and the bounds on requests."""
 
     library: Library
     write_lock: threading.Lock
+    limits: Limits
+    rate: RateLimiter
 
 
 def current_service() -> Service:
