@@ -9,10 +9,12 @@ split between songs).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tuneprint.index.catalog import Song
 from tuneprint.index.vote import SongVote, VoteConfig
+
+NOT_MUSIC = "not_music"  # the reason of an answer withheld because the music gate says the clip is not music
 
 
 def confidence(vote: SongVote, cfg: VoteConfig) -> float:
@@ -60,13 +62,22 @@ class Identification:
     query: str
     match: Match | None
     candidates: list[Match]
-    reason: str | None = None  # why there is no match: "no_match" or "ambiguous"; None when matched
+    reason: str | None = None  # why there is no match: "no_match", "ambiguous" or NOT_MUSIC; None when matched
     clip_s: float | None = None  # seconds of audio in the clip
+    music: bool | None = None  # the music gate's verdict (server/gate.py); None where no gate fits the encoder
 
     def to_dict(self) -> dict:
         return {"query": self.query, "match": self.match.to_dict() if self.match else None,
                 "candidates": [c.candidate_dict() for c in self.candidates],
-                "reason": self.reason, "clip_s": None if self.clip_s is None else round(self.clip_s, 2)}
+                "reason": self.reason, "clip_s": None if self.clip_s is None else round(self.clip_s, 2),
+                "music": self.music}
+
+    def judged(self, music: bool | None) -> "Identification":
+        """This answer with the gate's verdict: a clip that is not music matches no song
+        (its closest candidates are still listed)."""
+        if music is False:
+            return replace(self, match=None, reason=NOT_MUSIC, music=False)
+        return replace(self, music=music)
 
 
 @dataclass(frozen=True)
@@ -80,15 +91,46 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class SimilarAnswer:
+    """Tracks nearest to a clip or a stored track; unpacks as ``query, neighbours``."""
+
+    query: str
+    neighbours: list[Neighbour]
+    music: bool | None = None  # the gate's verdict on a clip; None for a stored track, or where no gate fits
+    reason: str | None = None  # NOT_MUSIC when the clip is not music (then no neighbours are given)
+
+    def __iter__(self):
+        return iter((self.query, self.neighbours))
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "neighbours": [n.to_dict() for n in self.neighbours], "music": self.music,
+                "reason": self.reason}
+
+    def judged(self, music: bool | None) -> "SimilarAnswer":
+        if music is False:
+            return replace(self, neighbours=[], music=False, reason=NOT_MUSIC)
+        return replace(self, music=music)
+
+
+@dataclass(frozen=True)
 class LabelAnswer:
     query: str
     label: str | None
     top: list[tuple[str, float]]
     reason: str | None = None  # "no_clear_label" when no label won enough of the vote
+    model: str = "neighbours"  # what answered: "neighbours" (their label vote) or "head" (the trained classifier)
+    music: bool | None = None  # the music gate's verdict; None where no gate fits the encoder
 
     def to_dict(self) -> dict:
         return {"query": self.query, "label": self.label, "top": [[lab, round(s, 4)] for lab, s in self.top],
-                "reason": self.reason}
+                "reason": self.reason, "model": self.model, "music": self.music}
+
+    def judged(self, music: bool | None) -> "LabelAnswer":
+        """This answer with the gate's verdict: a clip that is not music gets no label (the vote
+        is still listed); a steady sound keeps its "no_clear_label"."""
+        if music is False and self.reason != "no_clear_label":
+            return replace(self, label=None, reason=NOT_MUSIC, music=False)
+        return replace(self, music=music)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -150,3 +150,36 @@ def test_a_catalog_made_before_spectra_gets_the_table(tmp_path):
     c = Catalog(tmp_path / "catalog.sqlite")
     assert "spectra" in c.db.table_names() and c.spectrogram("any") is None
     c.close()
+
+
+def test_tags_beside_labels_and_a_version_1_catalog_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)  # the schema of version 1: labels only, keyed (song_id, label)
+    conn.executescript("""
+        CREATE TABLE songs (song_id TEXT PRIMARY KEY, path TEXT, title TEXT, artist TEXT, duration_s FLOAT,
+                            audio_hash TEXT, added_at TEXT);
+        CREATE TABLE labels (song_id TEXT REFERENCES songs(song_id), label TEXT, PRIMARY KEY (song_id, label));
+        CREATE TABLE snippets (row_id INTEGER PRIMARY KEY, song_id TEXT REFERENCES songs(song_id), offset_s FLOAT);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO songs VALUES ('a', '/a.wav', 'A', NULL, 10.0, 'ha', 'then');
+        INSERT INTO labels VALUES ('a', 'rock'), ('a', 'live');
+    """)
+    conn.commit()
+    conn.close()
+    old = Catalog(path, read_only=True)  # cannot be migrated: read as labels only
+    assert old.song("a").labels == ("live", "rock") and old.song("a").tags == () and old.tag_counts() == {}
+    old.close()
+
+    catalog = Catalog(path)
+    assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert catalog.song("a").labels == ("live", "rock") and catalog.song("a").tags == ()
+    with catalog.transaction():
+        catalog.set_labels("a", ("rock", "calm"), kind="tag")  # a name may be a label and a tag at once
+    insert(catalog, Song("b", "/b.wav", "B", None, 5.0, "hb", ("jazz",), tags=("piano",)), 2)
+    assert catalog.song("a").tags == ("calm", "rock") and catalog.song("a").labels == ("live", "rock")
+    assert catalog.song("b").to_dict()["tags"] == ["piano"]
+    assert catalog.counts()["labels"] == {"jazz": 1, "live": 1, "rock": 1}  # tags are not labels
+    assert catalog.tag_counts() == {"calm": 1, "piano": 1, "rock": 1}
+    assert catalog.lookup(np.array([0, 1])).labels == {"b": ("jazz",)}
+    catalog.close()

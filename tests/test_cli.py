@@ -190,7 +190,8 @@ def test_identify_json_contract(capsys, library_path, library, clips):
     assert len(answers) == len(good)
     songs = {s.song_id: s for s in library.tracks()}
     for clip, answer in zip(good, answers):
-        assert set(answer) == {"query", "match", "candidates", "reason", "clip_s"}
+        assert set(answer) == {"query", "match", "candidates", "reason", "clip_s", "music"}  # "music": the gate's
+        assert answer["music"] is (True if TEST_MODEL == "default" else None)  # synthesized songs are music
         assert answer["query"] == str(clip.resolve())
         match = answer["match"]
         if match is not None:
@@ -234,7 +235,8 @@ def test_genre_json_contract(capsys, library_path, library, clips):
     answers = json_lines(out)
     assert len(answers) == 2
     for clip, answer in zip([clips["song2"], clips["song5"]], answers):
-        assert set(answer) == {"query", "label", "top", "reason"}
+        assert set(answer) - {"music"} == {"query", "label", "top", "reason", "model"}  # "music": the gate's
+        assert answer["model"] == "neighbours"  # the session library has no trained classifier
         assert answer["query"] == str(clip.resolve())
         assert 1 <= len(answer["top"]) <= 2
         for pair in answer["top"]:
@@ -249,7 +251,8 @@ def test_similar_json_contract(capsys, library_path, library, clips):
     rc, out, _ = run(capsys, "similar", "--library", library_path, "--json", "-n", "4", clips["song5"])
     assert rc == EXIT_OK
     answer = json.loads(out)
-    assert set(answer) == {"query", "neighbours"} and answer["query"] == str(clips["song5"].resolve())
+    assert set(answer) == {"query", "neighbours", "music", "reason"} and answer["query"] == str(clips["song5"].resolve())
+    assert answer["reason"] is None
     assert 1 <= len(answer["neighbours"]) <= 4
     for n in answer["neighbours"]:
         assert {"song_id", "path", "score"} <= set(n)

@@ -33,6 +33,28 @@ def commands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
+def actions(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The actions of a command that has them (``classify train``, ``classify predict``)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(subs[0].choices) if subs else {}
+
+
+def every_parser() -> dict[str, argparse.ArgumentParser]:
+    """Every command, and every action of a command as "command action"."""
+    found = {}
+    for name, parser in commands().items():
+        found[name] = parser
+        found.update({f"{name} {action}": p for action, p in actions(parser).items()})
+    return found
+
+
+def parser_for(command: str, rest: str) -> argparse.ArgumentParser:
+    """The parser a shown invocation reaches: the command's, or its action's when the line names one."""
+    parser = commands()[command]
+    first = rest.split()[0] if rest.split() else ""
+    return actions(parser).get(first, parser)
+
+
 def action(parser: argparse.ArgumentParser, option: str) -> argparse.Action:
     (found,) = [a for a in parser._actions if option in a.option_strings]
     return found
@@ -45,8 +67,8 @@ def test_every_command_is_shown_and_every_shown_command_exists():
 
 @pytest.mark.parametrize("command,rest", shown_invocations(), ids=lambda x: x if len(x) < 20 else x[:20])
 def test_shown_options_exist_with_their_defaults(command, rest):
-    parser = commands()[command]
-    help_text = parser.format_help()  # what `tuneprint COMMAND --help` prints
+    parser = parser_for(command, rest)
+    help_text = parser.format_help()  # what `tuneprint COMMAND [ACTION] --help` prints
     for option in OPTION.findall(rest):
         assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text), f"{command} has no {option}"
     for option, value in re.findall(r"\[(--?[\w-]+) ([^\]\s]+)\]", rest):
@@ -58,7 +80,7 @@ def test_shown_options_exist_with_their_defaults(command, rest):
 
 def test_options_named_in_prose_exist():
     """Options in the section's sentences (``--index``, ``--json``, ``--out``) belong to some command."""
-    helps = "\n".join(p.format_help() for p in commands().values())
+    helps = "\n".join(p.format_help() for p in every_parser().values())
     prose = re.sub(r"```.*?```", "", using_it(), flags=re.S)
     for option in set(re.findall(r"`(--[\w-]+)", prose)):
         assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", helps), option
@@ -79,10 +101,10 @@ def test_exit_codes_in_the_readme():
     assert named == {EXIT_PARTIAL: "some inputs were bad", EXIT_USAGE: "bad usage", EXIT_LIBRARY: "the library could not"}
 
 
-@pytest.mark.parametrize("command", sorted(commands()))
+@pytest.mark.parametrize("command", sorted(every_parser()))
 def test_help_states_the_parser_defaults(command):
     """A "(default X)" in an option's help is the default the parser really uses."""
-    for a in commands()[command]._actions:
+    for a in every_parser()[command]._actions:
         stated = re.search(r"\(default:? ([^;),\s]+)", a.help or "")
         if stated is None or a.default is None or isinstance(a.default, bool):
             continue

@@ -25,7 +25,9 @@ def add_parser_add(sub) -> None:
     p.add_argument("--index", choices=["faiss", "annoy"], default=None, help="index backend of a new library (default faiss)")
     p.add_argument("--model", default=None, help="encoder of a new library: 'default', 'seeded' or a checkpoint path")
     p.add_argument("--label", action="append", default=[], help="label attached to every track added (repeatable)")
-    p.add_argument("--labels", type=Path, help="CSV with columns path,label giving per-file labels")
+    p.add_argument("--tag", action="append", default=[], help="tag attached to every track added (repeatable)")
+    p.add_argument("--labels", type=Path, help="CSV with columns path,label giving per-file labels, and optionally "
+                                               "tags (several separated by ';')")
     p.add_argument("--jobs", "-j", type=int, default=1,
                    help="files decoded and embedded at once, each in its own process (default 1)")
     p.add_argument("--commit-every", type=int, default=None, metavar="N",
@@ -65,7 +67,7 @@ def cmd_add(args) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     try:
-        labels = read_label_csv(args.labels) if args.labels else {}
+        labels, tags = read_label_csv(args.labels) if args.labels else ({}, {})
     except OSError as e:
         raise UsageError(f"cannot read the labels CSV {args.labels}: {e.strerror or e}") from e
     if args.commit_every is not None and args.commit_every < 1:
@@ -99,7 +101,8 @@ def cmd_add(args) -> int:
                 if result.status == "failed":
                     bar.print(f"tuneprint: error: {result.error}", file=sys.stderr)
 
-        results = lib.add(files, labels=labels, default_labels=args.label, progress=progress, on_commit=committed,
+        results = lib.add(files, labels=labels, default_labels=args.label, tags=tags, default_tags=args.tag,
+                          progress=progress, on_commit=committed,
                           jobs=args.jobs, commit_every=args.commit_every, allow_non_music=args.allow_non_music)
         stats = lib.stats()
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
@@ -110,17 +113,33 @@ def cmd_add(args) -> int:
     return EXIT_PARTIAL if counts["failed"] else EXIT_OK
 
 
-def read_label_csv(path: Path) -> dict[str, list[str]]:
-    """path,label rows (a header row is optional); relative paths are relative to the CSV."""
+def read_label_csv(path: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per-file labels and tags: rows path,label[,tags] with tags separated by ";". A header row
+    (first cell "path") may name the columns instead: path plus label and/or tags, in any order.
+    Relative paths are relative to the CSV."""
     labels: dict[str, list[str]] = {}
+    tags: dict[str, list[str]] = {}
+    columns = {"label": 1, "tags": 2}
     with open(path, newline="") as f:
         for row in csv.reader(f):
-            if len(row) < 2 or row[0].strip().lower() == "path":
+            cells = [c.strip() for c in row]
+            if cells and cells[0].lower() == "path":
+                named = {c.lower(): i for i, c in enumerate(cells)}
+                columns = {k: named.get(k) for k in ("label", "tags")}
                 continue
-            file = Path(row[0].strip())
-            file = file if file.is_absolute() else path.parent / file
-            labels.setdefault(str(file.resolve()), []).append(row[1].strip())
-    return labels
+            if not cells or not cells[0]:
+                continue
+            file = Path(cells[0])
+            file = str((file if file.is_absolute() else path.parent / file).resolve())
+            label = _cell(cells, columns["label"])
+            if label:
+                labels.setdefault(file, []).append(label)
+            tags.setdefault(file, []).extend(t.strip() for t in _cell(cells, columns["tags"]).split(";") if t.strip())
+    return labels, {k: v for k, v in tags.items() if v}
+
+
+def _cell(cells: list[str], i: int | None) -> str:
+    return cells[i] if i is not None and i < len(cells) else ""
 
 
 # -- looking in -------------------------------------------------------------------------------

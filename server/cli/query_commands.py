@@ -22,6 +22,7 @@ from .progress import Progress
 # Why an identification found no song, in words.
 UNKNOWN_BECAUSE = {"no_match": "no song fits well enough", "ambiguous": "two songs fit about equally well",
                    "too_short": "too little audio to tell"}
+NOT_MUSIC = "not music — the music gate hears no music in it"
 
 
 def add_parsers(sub) -> None:
@@ -61,6 +62,8 @@ def cmd_identify(args) -> int:
 
 def _identify_text(clip: str, answer: dict) -> str:
     match = answer["match"]
+    if answer.get("reason") == "not_music":
+        return f"{clip}: {NOT_MUSIC}"
     if match is not None:
         by = f" by {match['artist']}" if match.get("artist") else ""
         return (f"{clip}: {match['title']!r}{by} [{match['song_id']}] at {clock(match['offset_s'])}, "
@@ -102,6 +105,8 @@ def cmd_genre(args) -> int:
 
 def _genre_text(clip: str, answer: dict) -> str:
     votes = ", ".join(f"{label} {percent(share)}" for label, share in answer["top"])
+    if answer.get("reason") == "not_music":
+        return f"{clip}: {NOT_MUSIC}"
     if answer["label"] is not None:
         return f"{clip}: {answer['label']} ({votes})"
     if not answer["top"]:
@@ -134,7 +139,7 @@ def cmd_similar(args) -> int:
         if report is not None:
             stack.enter_context(report)
         lib = stack.enter_context(Library.open(args.library))
-        answer = _similar_answer(*lib.similar(track=args.track, n=args.top))
+        answer = lib.similar(track=args.track, n=args.top).to_dict()
         if report is not None:
             report.write(answer, query.rows(answer))
         elif args.json:
@@ -148,15 +153,13 @@ def _similar_query(top: int) -> Query:
     return Query(
         verb="searching", outcomes=("answered",),
         columns=("query", "status", "rank", "song_id", "title", "path", "score", "labels", "error"),
-        ask=lambda lib, clip: _similar_answer(*lib.similar(clip, n=top)),
+        ask=lambda lib, clip: lib.similar(clip, n=top).to_dict(),
         outcome=lambda answer: "answered", text=_similar_text, rows=_similar_rows)
 
 
-def _similar_answer(query: str, neighbours: list) -> dict:
-    return {"query": query, "neighbours": [n.to_dict() for n in neighbours]}
-
-
 def _similar_text(name: str, answer: dict) -> str:
+    if answer.get("reason") == "not_music":
+        return f"{name}: {NOT_MUSIC}"
     lines = [f"nearest to {name}:"]
     for i, n in enumerate(answer["neighbours"], 1):
         lines.append(f"{i:3d}. {n['score']:.3f}  {n['title']} [{n['song_id']}]  {', '.join(n['labels'])}")
@@ -164,6 +167,8 @@ def _similar_text(name: str, answer: dict) -> str:
 
 
 def _similar_rows(answer: dict) -> list[dict]:
+    if answer.get("reason") == "not_music":
+        return [{"query": answer["query"], "status": "not music"}]
     return [{"query": answer["query"], "status": "answered", "rank": i, "song_id": n["song_id"], "title": n["title"],
              "path": n["path"], "score": n["score"], "labels": "; ".join(n["labels"])}
             for i, n in enumerate(answer["neighbours"], 1)]

@@ -69,8 +69,8 @@ def add_track():
         if result.status != "added" and fresh and (result.status == "failed" or lib.song(result.song_id).path != str(path)):
             _remove_upload(lib.root, path)
     if result.status == "failed":
-        detail = (result.error or "").replace(str(path), up.name).replace(KEEP_HINT, "send allow_non_music=true to keep it")
-        raise Problem(422, "bad-audio", "Unusable audio", detail)
+        detail = (result.error or "").replace(str(path), up.name)
+        raise Problem(422, "bad-audio", "Unusable audio", detail.replace(KEEP_HINT, "send allow_non_music=true to keep it"))
     song = lib.song(result.song_id).to_dict()  # to the write token's holder: the server's path
     if result.status == "duplicate":
         return {"status": "duplicate", "song": song}, 200

@@ -1,6 +1,7 @@
 // tuneprint's web page: record from the microphone (MediaRecorder) or drop a file, then ask
-// the service which song it is (/identify), what is near it (/similar) and how its
-// neighbours are labelled (/genre). Plain browser APIs only (Chromium, Firefox, Safari).
+// the service which song it is (/identify), what is near it (/similar), how its
+// neighbours are labelled (/genre) and, where the library has trained a classifier, its
+// labels and tags (/classify). Plain browser APIs only (Chromium, Firefox, Safari).
 "use strict";
 
 (() => {
@@ -47,12 +48,13 @@
     hideError();
     setStatus(`Looking up “${name}”…`, true);
     try {
-      const [identification, similar, labels] = await Promise.all([
+      const [identification, similar, labels, classification] = await Promise.all([
         call("identify", clipForm(blob, name)),
         call("similar", clipForm(blob, name, { n: SIMILAR_SHOWN + 1 })),
         call("genre", clipForm(blob, name)),
+        call("classify", clipForm(blob, name)).catch(withoutClassifier),
       ]);
-      showAnswer(identification, similar, labels);
+      showAnswer(identification, similar, labels, classification);
       setStatus("");
     } catch (error) {
       setStatus("");
@@ -64,8 +66,14 @@
     }
   }
 
+  // A library without a trained classifier answers /classify with 409: the page then shows no classifier card.
+  function withoutClassifier(error) {
+    if (error instanceof ProblemError && error.status === 409) return null;
+    throw error;
+  }
+
   // -- showing answers -----------------------------------------------------------------
-  function showAnswer(identification, similar, labels) {
+  function showAnswer(identification, similar, labels, classification) {
     const match = identification.match;
     const answer = $("answer");
     $("query-name").textContent = identification.query;
@@ -82,13 +90,14 @@
       $("song-facts").hidden = false;
       for (const label of match.labels) $("song-labels").append(chip(label));
     } else {
+      const notMusic = identification.reason === "not_music";
       answer.dataset.state = "unknown";
-      $("song-title").textContent = "Not in the library";
+      $("song-title").textContent = notMusic ? "Not music" : "Not in the library";
       $("song-artist").textContent = "";
       $("song-facts").hidden = true;
       const closest = identification.candidates[0];
       const lines = [whyUnknown(identification.reason)];
-      if (closest) {
+      if (closest && !notMusic) {
         lines.push(`Closest: ${closest.title || closest.song_id} (confidence ${percent(confidence(closest))}, too low to call it).`);
       }
       $("closest").textContent = lines.filter(Boolean).join(" ");
@@ -97,16 +106,36 @@
     const list = $("similar");
     const neighbours = similar.neighbours.filter((n) => !match || n.song_id !== match.song_id).slice(0, SIMILAR_SHOWN);
     list.replaceChildren(...neighbours.map(similarItem));
+    $("similar-empty").textContent = similar.reason === "not_music" ? "Not music: no similar tracks are looked for."
+      : "No similar tracks.";
     $("similar-empty").hidden = neighbours.length > 0;
 
     const bars = $("labels");
     bars.replaceChildren(...labels.top.map(([label, share]) => bar(label, share)));
-    const unclear = labels.reason === "no_clear_label";
-    $("labels-empty").textContent = unclear ? "No clear label: the neighbours agree on none clearly enough."
+    const notMusic = labels.reason === "not_music";
+    const unclear = labels.reason === "no_clear_label" || notMusic;
+    $("labels-empty").textContent = notMusic ? "Not music: the clip gets no label."
+      : unclear ? "No clear label: the neighbours agree on none clearly enough."
       : "The neighbours carry no labels.";
     $("labels-empty").hidden = labels.top.length > 0 && !unclear;
 
+    showClassification(classification);
     $("result").hidden = false;
+  }
+
+  // The trained classifier's top labels (bars) and the tags that apply (chips), or why none.
+  function showClassification(answer) {
+    $("classified").hidden = !answer;
+    if (!answer) return;
+    const verdict = answer.reason === "not_music" ? "Not music."
+      : answer.label === null ? "Unknown: unlike every label the classifier learnt." : "";
+    $("classified-label").textContent = verdict;
+    $("classified-label").hidden = !verdict;
+    $("classified-bars").replaceChildren(...answer.labels.slice(0, 3).map(([label, p]) => bar(label, p)));
+    const applied = answer.tags.filter(([, p]) => p >= answer.tag_threshold);
+    $("classified-tags").replaceChildren(...applied.map(([tag, p]) => chip(`${tag} ${percent(p)}`)));
+    $("classified-tags-empty").hidden = applied.length > 0 || answer.reason === "not_music";
+    $("classified-tags-empty").textContent = answer.tags.length ? "No tag applies." : "The classifier learnt no tags.";
   }
 
   function similarItem(neighbour) {
@@ -170,6 +199,7 @@
     no_match: "No song in the library is close enough to this clip.",
     ambiguous: "More than one song fits this clip about equally well.",
     too_short: "The clip is too short to tell.",
+    not_music: "The music gate hears no music in this clip, so no song is named.",
   };
 
   function whyUnknown(reason) {
