@@ -1,0 +1,267 @@
+"""The music / non-music gate (server/gate.py) and what it changes in the library, the command
+line and the HTTP API. Generated audio only: synthesized songs against noise, clicks, a
+vowel-like buzz and a hum."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SR, TEST_MODEL, cut, synth_song
+from tuneprint.encoder.augment import colored_noise
+from tuneprint.encoder.features import FeatureConfig
+from tuneprint.errors import MismatchError
+from tuneprint.server.gate import (DEFAULT_GATE, N_STATISTICS, Gate, gate_for, load_gate, logmel_statistics,
+                                   save_gate)
+
+SHIPPED = TEST_MODEL == "default" and DEFAULT_GATE.is_file()
+needs_gate = pytest.mark.skipif(not SHIPPED, reason="the shipped gate reads the shipped encoder's embeddings")
+
+
+# -- generated non-music --------------------------------------------------------------------
+def white(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.3 * colored_noise(int(seconds * SR), np.random.default_rng(seed), 0.0)).astype(np.float32)
+
+
+def pink(seconds: float, seed: int = 1) -> np.ndarray:
+    return (0.3 * colored_noise(int(seconds * SR), np.random.default_rng(seed), 1.0)).astype(np.float32)
+
+
+def clicks(seconds: float, seed: int = 2) -> np.ndarray:
+    """Sharp clicks at random moments, as a keyboard or a Geiger counter."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(int(seconds * SR), np.float32)
+    for start in rng.integers(0, len(y) - 200, size=int(6 * seconds)):
+        y[start : start + 200] += rng.uniform(0.2, 0.8) * rng.standard_normal(200) * np.exp(-np.arange(200) / 30)
+    return np.clip(y, -1, 1)
+
+
+def vowel_buzz(seconds: float, seed: int = 3) -> np.ndarray:
+    """A voice-like buzz: a gliding pulse train through formants that change every syllable."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    f0 = 120 * (1 + 0.15 * np.sin(2 * np.pi * 0.7 * t) + 0.03 * rng.standard_normal() )
+    phase = np.cumsum(f0) / SR
+    source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)  # one pulse per period
+    formants = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480)]
+    y = np.zeros(n)
+    syllable = int(0.25 * SR)
+    for i, start in enumerate(range(0, n, syllable)):
+        seg = source[start : start + syllable]
+        out = np.zeros(len(seg))
+        for f in formants[rng.integers(len(formants))]:  # a damped resonance per formant, by convolution
+            k = np.arange(int(0.02 * SR)) / SR
+            out += np.convolve(seg, np.exp(-k * 300) * np.sin(2 * np.pi * f * k))[: len(seg)]
+        y[start : start + len(seg)] = out * (i % 3 != 2)  # a pause every third syllable
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def hum(seconds: float, seed: int = 4) -> np.ndarray:
+    """Quiet mains hum with a little hiss: a room with nothing playing."""
+    t = np.arange(int(seconds * SR)) / SR
+    y = sum(0.01 / k * np.sin(2 * np.pi * 50 * k * t) for k in range(1, 6))
+    return (y + 0.001 * colored_noise(len(t), np.random.default_rng(seed), 1.0)).astype(np.float32)
+
+
+NON_MUSIC = {"white noise": white, "pink noise": pink, "clicks": clicks, "vowel buzz": vowel_buzz, "hum": hum}
+
+
+def write(folder: Path, name: str, y: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / name, y, SR)
+    return folder / name
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from tuneprint.encoder.checkpoint import load_model
+    from tuneprint.encoder.embeddings import Embedder
+
+    return Embedder(load_model(TEST_MODEL))
+
+
+def embed(embedder, y: np.ndarray, hop_frames: int = 4):
+    return embedder.embed_audio(y, hop_frames=hop_frames, pad=True)
+
+
+# -- the gate itself ------------------------------------------------------------------------
+def test_log_mel_statistics_have_their_size_and_ignore_volume():
+    rng = np.random.default_rng(0)
+    patch = rng.uniform(-60, 0, (64, 64))
+    stats = logmel_statistics(patch, FeatureConfig().frame_seconds)
+    assert stats.shape == (N_STATISTICS,) and np.isfinite(stats).all()
+    np.testing.assert_allclose(logmel_statistics(patch - 20.0, FeatureConfig().frame_seconds), stats, atol=1e-5)
+    assert np.isfinite(logmel_statistics(patch[:, :3], FeatureConfig().frame_seconds)).all()  # a short last patch
+
+
+def test_a_saved_gate_loads_the_same_and_a_clip_is_the_mean_of_its_patches(tmp_path, embedder):
+    rng = np.random.default_rng(1)
+    d = embedder.dim + N_STATISTICS
+    layers = ((rng.standard_normal((d, 4)).astype(np.float32), np.zeros(4, np.float32)),
+              (rng.standard_normal((4, 1)).astype(np.float32), np.array([0.1], np.float32)))
+    gate = Gate(embedder.model_id, 0.4, rng.standard_normal(d).astype(np.float32), np.ones(d, np.float32), layers,
+                embedder.features, {"note": "hand-made"})
+    loaded = load_gate(save_gate(tmp_path / "gate.safetensors", gate), model_id=embedder.model_id)
+    emb = embed(embedder, cut(synth_song(7), 2.0, 6.0))
+    assert loaded.threshold == 0.4 and loaded.meta == {"note": "hand-made"}
+    np.testing.assert_allclose(loaded.patch_probabilities(emb), gate.patch_probabilities(emb), rtol=1e-5)
+    assert loaded.music_probability(emb) == pytest.approx(float(gate.patch_probabilities(emb).mean()))
+    assert len(gate.patch_probabilities(emb)) == len(emb.vectors) > 1
+
+
+def test_training_features_are_the_features_the_gate_reads(embedder):
+    """server/evaluation/gate.py keeps embeddings and log-mel frames and computes the features from
+    them; they must equal what server/gate.py computes from a query's embeddings."""
+    from tuneprint.server.evaluation.gate import embed_clips
+    from tuneprint.server.evaluation.gate_data import GateClip
+    from tuneprint.server.gate import patch_features
+
+    clips = [GateClip(1, "music", "song", "clean", cut(synth_song(3), 2.0, 3.0)),
+             GateClip(0, "sound", "short", "clean", clicks(1.5, 5))]  # shorter than a patch: padded
+    data = embed_clips(clips, embedder)
+    want = np.concatenate([patch_features(embed(embedder, c.samples), embedder.features) for c in clips])
+    assert data.x.shape == want.shape and list(np.bincount(data.clip)) == [2, 1]
+    np.testing.assert_allclose(data.x, want, atol=2e-3)  # the log-mel is kept in float16
+
+
+def test_a_gate_is_refused_for_another_encoder(tmp_path, embedder):
+    d = embedder.dim + N_STATISTICS
+    gate = Gate("sha256:someone-else", 0.5, np.zeros(d, np.float32), np.ones(d, np.float32),
+                ((np.zeros((d, 1), np.float32), np.zeros(1, np.float32)),), embedder.features)
+    path = save_gate(tmp_path / "gate.safetensors", gate)
+    with pytest.raises(MismatchError, match="trained on encoder sha256:someone-else"):
+        load_gate(path, model_id=embedder.model_id)
+    assert gate_for(embedder.model_id, path) is None and gate_for("sha256:someone-else", path) is not None
+    assert gate_for(embedder.model_id, tmp_path / "missing.safetensors") is None
+
+
+@needs_gate
+@pytest.mark.parametrize("seed", [0, 3, 100, 401])
+def test_the_shipped_gate_calls_synthesized_songs_music(embedder, seed):
+    gate = load_gate(model_id=embedder.model_id)
+    song = synth_song(seed)
+    assert gate.is_music(embedder.embed_audio(song, hop_frames=8))  # a whole file, as `add` judges it
+    for start in (1.0, 8.0, 15.0):  # 3-s clips, as queries
+        p = gate.music_probability(embed(embedder, cut(song, start, 3.0)))
+        assert p >= gate.threshold, f"seed {seed} at {start} s: P(music) {p:.3f}"
+
+
+@needs_gate
+@pytest.mark.parametrize("kind", list(NON_MUSIC))
+def test_the_shipped_gate_calls_noise_and_speech_like_sounds_not_music(embedder, kind):
+    gate = load_gate(model_id=embedder.model_id)
+    for seed in (10, 11):
+        y = NON_MUSIC[kind](6.0, seed)
+        assert not gate.is_music(embedder.embed_audio(y, hop_frames=8)), kind
+        p = gate.music_probability(embed(embedder, y[: 3 * SR]))
+        assert p < gate.threshold, f"{kind} (seed {seed}): P(music) {p:.3f}"
+
+
+# -- the library, the command line and the HTTP API ------------------------------------------
+@needs_gate
+def test_add_refuses_a_noise_file_unless_non_music_is_allowed(library_copy, tmp_path):
+    from tuneprint.server.library import Library
+
+    noise = write(tmp_path / "in", "traffic.wav", pink(8.0))
+    with Library.open(library_copy) as lib:
+        songs = lib.stats()["songs"]
+        [refused] = lib.add([noise])
+        assert refused.status == "failed" and refused.song_id is None
+        assert refused.error.startswith(f"{noise.resolve()}: not music (gate p=")
+        assert refused.error.endswith("add --allow-non-music to keep it")
+        assert lib.stats()["songs"] == songs
+        [kept] = lib.add([noise], allow_non_music=True)
+        assert kept.status == "added" and lib.stats()["songs"] == songs + 1
+
+
+@needs_gate
+def test_a_sound_kept_with_allow_non_music_is_still_identified(library_copy, tmp_path):
+    """The gate says what a clip is; a recording the library holds is found all the same."""
+    from tuneprint.server.library import Library
+
+    rng = np.random.default_rng(9)
+    sound = np.concatenate([clicks(4.0, 30), vowel_buzz(4.0, 31), white(4.0, 32) * 0.3]).astype(np.float32)
+    rng.shuffle(sound.reshape(-1, 2205))  # a 12-s collage of non-music
+    path = write(tmp_path / "in", "collage.wav", sound)
+    with Library.open(library_copy) as lib:
+        [kept] = lib.add([path], allow_non_music=True)
+        answer = lib.identify(write(tmp_path, "excerpt.wav", sound[22050 * 4 : 22050 * 7]))
+    assert answer.music is False
+    assert answer.match is not None and answer.match.song.song_id == kept.song_id and answer.reason is None
+
+
+@needs_gate
+def test_the_add_command_refuses_noise_and_keeps_it_with_allow_non_music(library_copy, tmp_path, capsys):
+    from tuneprint.server.cli import EXIT_OK, EXIT_PARTIAL, main
+
+    noise = write(tmp_path / "in", "fan.wav", white(6.0))
+    assert main(["add", "--library", str(library_copy), str(noise)]) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert f"{noise.resolve()}: not music" in err and "--allow-non-music" in err
+    assert main(["add", "--library", str(library_copy), "--allow-non-music", str(noise)]) == EXIT_OK
+    assert "added 1" in capsys.readouterr().out
+
+
+@needs_gate
+def test_identify_similar_and_genre_of_a_noise_clip_say_not_music(library, tmp_path):
+    clip = write(tmp_path, "keys.wav", clicks(4.0, 20))
+    identification = library.identify(clip).to_dict()
+    assert identification["music"] is False and identification["reason"] == "not_music"
+    assert identification["match"] is None
+    genre = library.label(clip).to_dict()
+    assert genre["music"] is False and genre["reason"] == "not_music" and genre["label"] is None
+    similar = library.similar(clip).to_dict()
+    assert similar == {"query": str(clip.resolve()), "neighbours": [], "music": False, "reason": "not_music"}
+
+    song = write(tmp_path, "song.wav", cut(synth_song(2), 5.0, 3.0))
+    assert library.identify(song).to_dict()["music"] is True
+    assert library.label(song).to_dict()["music"] is True
+    answer = library.similar(song)
+    query, neighbours = answer  # unpacks as before
+    assert answer.music is True and answer.reason is None and neighbours
+
+
+@needs_gate
+def test_the_http_api_answers_not_music_with_200(library, tmp_path):
+    """The answers fit the OpenAPI document (the test client checks every response against it)."""
+    from tests.test_api import files, make_app
+
+    client = make_app(library).test_client()
+    data = write(tmp_path, "keys.wav", clicks(4.0, 21)).read_bytes()
+    for endpoint in ("/identify", "/genre", "/similar"):
+        response = client.post(endpoint, data=files(data, "keys.wav"))
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["music"] is False and body["reason"] == "not_music", body
+
+
+@needs_gate
+def test_an_upload_that_is_not_music_is_refused_unless_allowed(library_copy, tmp_path):
+    from tests.test_api import TOKEN, bearer, files, make_app, wav
+
+    app = make_app(library_path=library_copy, token=TOKEN)
+    try:
+        client = app.test_client()
+        data = wav(pink(6.0))
+        refused = client.post("/tracks", data=files(data, "rain.wav"), headers=bearer(TOKEN))
+        assert refused.status_code == 422
+        detail = refused.get_json()["detail"]
+        assert detail.startswith("rain.wav: not music") and "allow_non_music=true" in detail
+        kept = client.post("/tracks", data=files(data, "rain.wav", allow_non_music="true"), headers=bearer(TOKEN))
+        assert kept.status_code == 201 and kept.get_json()["status"] == "added"
+    finally:
+        app.extensions["tuneprint"].library.close()
+
+
+def test_a_library_on_another_encoder_has_no_gate_and_answers_music_null(tmp_path):
+    from tuneprint.server.library import Library, LibrarySettings
+
+    song = write(tmp_path / "in", "song.wav", synth_song(5, seconds=8.0))
+    with Library.create(tmp_path / "lib", LibrarySettings(model="seeded")) as lib:
+        assert lib.gate is None
+        assert [r.status for r in lib.add([song])] == ["added"]
+        assert lib.identify(song).to_dict()["music"] is None
+        assert lib.similar(song).to_dict()["music"] is None
