@@ -178,7 +178,7 @@ def build_clip_sets(corpus: Path, run: CalibrationRun, wanted: list[float]) -> d
         settings = LibrarySettings(model=str(Path(run.model).resolve()), vote=VoteConfig(),
                                    index_hop_frames=run.index_hop_frames)
         with Library.create(tmp / "library", settings) as lib:
-            lib.add([path for path, _ in parts["train"][: run.train_songs or None] + members])
+            lib.add([path for path, _ in parts["train"][: run.train_songs or None] + members], allow_non_music=True)
             return {seconds: cut_clips(lib, members, outsiders, noises, run, seconds) for seconds in wanted}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -85,7 +85,7 @@ def build_library(root: Path, items: list[tuple[str, str]], model: str) -> Libra
     if missing:
         log.info("adding %d tracks to %s", len(missing), root)
         started = time.perf_counter()
-        results = lib.add([p for p, _ in missing], labels={p: [label] for p, label in missing})
+        results = lib.add([p for p, _ in missing], labels={p: [label] for p, label in missing}, allow_non_music=True)
         failed = [r for r in results if r.status == "failed"]
         for r in failed:
             log.warning("could not add %s: %s", r.path, r.error)
