@@ -80,11 +80,18 @@ def fit(net: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn: nn.Module, cfg: C
     ``batch(x_rows)`` turns a batch of ``x`` into the network's input (default: a float tensor).
     ``progress(epoch, loss)`` is called after each epoch. Returns the last epoch's mean loss.
     """
+    if batch is None:  # a head: small matrix products, which one thread does fastest on a busy machine
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fit(net, x, y, loss_fn, cfg, progress, batch=lambda rows: torch.from_numpy(
+                np.asarray(rows, dtype=np.float32)))
+        finally:
+            torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     target = torch.from_numpy(np.asarray(y, dtype=np.float32))
-    batch = batch or (lambda rows: torch.from_numpy(np.asarray(rows, dtype=np.float32)))
     net.train()
     loss_sum = 0.0
     for epoch in range(cfg.epochs):
