@@ -108,18 +108,9 @@ def clip(song: int, start_s: float = 5.0, seconds: float = 5.0) -> bytes:
 
 def encode(y: np.ndarray, container: str, codec: str, rate: int) -> bytes:
     """Encode with FFmpeg (PyAV), as a browser's MediaRecorder or an encoder app would."""
-    import av
-    import soxr
+    from tuneprint.server.evaluation.fuzz_cases import encode_audio
 
-    y = soxr.resample(y, SR, rate).astype(np.float32) if rate != SR else y
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(y[None, :], format="flt", layout="mono")
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            out.mux(packet)
-    return buf.getvalue()
+    return encode_audio(y, SR, container, codec, rate)
 
 
 def sf_bytes(y: np.ndarray, fmt: str, subtype: str | None = None) -> bytes:

@@ -74,11 +74,13 @@ def encodings(y: np.ndarray, sr: int) -> dict[str, bytes]:
         sf.write(buf, y, 48000 if subtype == "OPUS" else sr, format=fmt, subtype=subtype)
         out[name] = buf.getvalue()
     for name, container, codec, rate in [("webm-opus", "webm", "libopus", 48000), ("m4a-aac", "mp4", "aac", 44100)]:
-        out[name] = _ffmpeg(y, sr, container, codec, rate)
+        out[name] = encode_audio(y, sr, container, codec, rate)
     return out
 
 
-def _ffmpeg(y: np.ndarray, sr: int, container: str, codec: str, rate: int) -> bytes:
+def encode_audio(y: np.ndarray, sr: int, container: str, codec: str, rate: int) -> bytes:
+    """Encode mono samples at ``sr`` with FFmpeg (PyAV) into ``container``/``codec`` at ``rate``, as a
+    browser's MediaRecorder or an encoder app would."""
     import av
 
     from tuneprint.encoder.audio import to_rate
