@@ -369,6 +369,8 @@ class Library:
         return self.catalog.songs(limit=limit, offset=offset)
 
     def stats(self) -> dict:
+        if self.index is not None:
+            self.refresh()  # a long-lived server reports what other processes wrote too
         return library_stats(self)
 
     # -- maintenance (server/maintenance.py) -------------------------------------------------

@@ -80,6 +80,8 @@ def test_readers_follow_what_another_process_wrote(library_copy, song_dir, tmp_p
                 print(lib.add([Path({song})])[0].status)
             """, root=library_copy, song=newcomer)
         assert result.stdout.strip() == "added", result.stderr
+        stats = reader.stats()  # what a server's /stats shows: the other process's song and its vectors
+        assert stats["songs"] == len(reader.tracks()) and stats["vectors"] == stats["snippets"]
         clip = tmp_path / "clip.wav"
         sf.write(clip, cut(synth_song(42), 6.0, 3.0), 22050)
         assert reader.identify(clip).candidates[0].song.path == str(newcomer.resolve())
