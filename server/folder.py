@@ -191,7 +191,7 @@ def library_stats(lib) -> dict:
     # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
     catalog_bytes = sum(f.stat().st_size for f in lib.root.glob(CATALOG_FILE + "*") if f.is_file())
     return {"library": str(lib.root), "songs": counts["songs"], "snippets": counts["snippets"],
-            "hours": round(counts["hours"], 4), "labels": counts["labels"], "backend": lib.settings.index.backend,
+            "hours": round(counts["hours"], 4), "labels": counts["labels"], "tags": lib.catalog.tag_counts(), "backend": lib.settings.index.backend,
             "vectors": len(lib.index) if lib.index is not None else recorded_vector_count(lib.root),
             "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": lib.model_id,
             "patch_hop_s": round(lib.settings.index_hop_frames * lib.features.frame_seconds, 4),

@@ -152,8 +152,9 @@ def cmd_stats(args) -> int:
         print(json.dumps(stats))
         return EXIT_OK
     labels = ", ".join(f"{k} ({v})" for k, v in stats["labels"].items()) or "none"
+    tags = ", ".join(f"{k} ({v})" for k, v in stats["tags"].items()) or "none"
     lines = [f"library  {stats['library']}", f"songs    {stats['songs']}", f"snippets {stats['snippets']}",
-             f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"backend  {stats['backend']}",
+             f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"tags     {tags}", f"backend  {stats['backend']}",
              f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB",
              f"encoder  {stats['model_id']}",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "

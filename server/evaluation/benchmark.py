@@ -173,15 +173,6 @@ def run_benchmark(corpus: Path, cfg: BenchmarkConfig = BenchmarkConfig(), librar
             shutil.rmtree(root.parent, ignore_errors=True)
 
 
-def hit_rates(outcomes: list[ClipOutcome]) -> dict[str, float]:
-    """Share of member clips identified as the right song, per condition; and outsiders' unknown rate."""
-    rates = {c: float(np.mean([o.hit for o in outcomes if o.member and o.condition == c]))
-             for c in {o.condition for o in outcomes if o.member}}
-    outs = [o.match is None for o in outcomes if not o.member]
-    rates["unknown_for_outsiders"] = float(np.mean(outs)) if outs else float("nan")
-    return rates
-
-
 def noise_by_snr(outcomes: list[ClipOutcome]) -> str:
     """Hit rate of the member clips of the "noise" condition in bands of their SNR, in words."""
     noisy = [o for o in outcomes if o.member and o.condition == "noise" and o.snr_db is not None]
