@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .features import FeatureConfig, audio_to_patches_and_spectrogram
+from .style import StyleModel, trunk_forward
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,9 @@ class Embeddings:
     offsets_s: np.ndarray  # [shape=(p,), dtype=float32], start of each patch in the audio
     # [shape=(n_mels, frames)] dB log-mel of the whole audio, for verification (index/verify.py)
     spectrogram: np.ndarray | None = None
+    # [shape=(p, d_style), dtype=float32] unit-norm style vectors of the same patches (encoder/style.py);
+    # None when the embedder has no style head
+    style: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -27,8 +31,10 @@ class Embeddings:
 class Embedder:
     """Runs a loaded model over patches in batches, on CPU (or CUDA when asked)."""
 
-    def __init__(self, model: LoadedModel, *, batch_size: int = 128, device: str = "cpu"):
+    def __init__(self, model: LoadedModel, *, style: StyleModel | None = None, batch_size: int = 128,
+                 device: str = "cpu"):
         self.model_id = model.model_id
+        self.style = style  # the style head on the same trunk, or None
         self.features: FeatureConfig = model.features
         self.dim = model.net.cfg.embedding_dim
         self.batch_size = batch_size
@@ -44,8 +50,23 @@ class Embedder:
                 out[i : i + len(x)] = self.net.embed(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
         return out
 
+    def embed_patches_with_style(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Patches → (unit-norm fingerprints [p, D], unit-norm style vectors [p, d_style]), one trunk pass."""
+        out = np.empty((len(patches), self.dim), dtype=np.float32)
+        stats = []
+        with torch.inference_mode():
+            for i in range(0, len(patches), self.batch_size):
+                x = torch.from_numpy(patches[i : i + self.batch_size]).unsqueeze(1).to(self.device)
+                e, s = trunk_forward(self.net, x.contiguous(memory_format=torch.channels_last))
+                out[i : i + len(x)] = e.float().cpu().numpy()
+                stats.append(s.float().cpu().numpy())
+        return out, self.style.vectors(np.concatenate(stats))
+
     def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False) -> Embeddings:
-        """Mono audio at the feature rate → embeddings of its non-silent patches, their offsets and
-        the audio's log-mel spectrogram."""
+        """Mono audio at the feature rate → embeddings of its non-silent patches (fingerprint, and style
+        where the embedder has a style head), their offsets and the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
-        return Embeddings(self.embed_patches(patches), offsets, S_db)
+        if self.style is None:
+            return Embeddings(self.embed_patches(patches), offsets, S_db)
+        vectors, style = self.embed_patches_with_style(patches)
+        return Embeddings(vectors, offsets, S_db, style)

@@ -93,6 +93,9 @@ class Catalog:
             if "kind" not in self.db["labels"].columns_dict:  # a catalog of schema version 1: labels only
                 _migrate_labels_table(self.db)
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if "styles" not in self.db.table_names():  # libraries made before style vectors get the table empty
+                self.db["styles"].create({"song_id": str, "dim": int, "data": bytes}, pk="song_id",
+                                         foreign_keys=[("song_id", "songs", "song_id")])
             if "spectra" not in self.db.table_names():  # libraries made before verification get the table empty
                 self.db["spectra"].create({"song_id": str, "n_mels": int, "frames": int, "data": bytes}, pk="song_id",
                                           foreign_keys=[("song_id", "songs", "song_id")])
@@ -157,6 +160,8 @@ class Catalog:
         self.db.execute("DELETE FROM snippets WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM spectra WHERE song_id = ?", [song_id])
+        if "styles" in self.db.table_names():
+            self.db.execute("DELETE FROM styles WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM songs WHERE song_id = ?", [song_id])
         return row_ids
 
@@ -165,6 +170,11 @@ class Catalog:
         data = np.ascontiguousarray(S_db, dtype="<f2")
         self.db["spectra"].upsert({"song_id": song_id, "n_mels": data.shape[0], "frames": data.shape[1],
                                    "data": data.tobytes()}, pk="song_id")
+
+    def put_style(self, song_id: str, vector: np.ndarray) -> None:
+        """Store a song's style vector [shape=(d,)] (encoder/style.py), as float32."""
+        data = np.ascontiguousarray(vector, dtype="<f4")
+        self.db["styles"].upsert({"song_id": song_id, "dim": len(data), "data": data.tobytes()}, pk="song_id")
 
     def set_labels(self, song_id: str, labels: tuple[str, ...], kind: str = LABEL) -> None:
         """Replace a song's labels (``kind`` "label") or its tags (``kind`` "tag")."""
@@ -232,6 +242,24 @@ class Catalog:
             return None
         n_mels, frames, data = row
         return np.frombuffer(data, dtype="<f2").reshape(n_mels, frames).astype(np.float32)
+
+    def styles(self) -> tuple[list[str], np.ndarray]:
+        """Every stored style vector: (song ids, vectors [shape=(n, d), dtype=float32]), by song id."""
+        if "styles" not in self.db.table_names():  # a read-only catalog of a library made before styles
+            return [], np.zeros((0, 0), np.float32)
+        with self._lock:
+            rows = self.db.execute("SELECT song_id, dim, data FROM styles ORDER BY song_id").fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return [r[0] for r in rows], np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows]).astype(np.float32)
+
+    def songs_without_style(self) -> int:
+        """How many songs have no style vector (added by a tuneprint without style, or without a style head)."""
+        if "styles" not in self.db.table_names():
+            return self.song_count()
+        with self._lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM songs WHERE song_id NOT IN "
+                                       "(SELECT song_id FROM styles)").fetchone()[0])
 
     def audio_hashes(self) -> frozenset[str]:
         """Content hashes of every stored song (to skip re-embedding audio that is already here)."""

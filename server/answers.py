@@ -85,11 +85,15 @@ class Identification:
 @dataclass(frozen=True)
 class Neighbour:
     song: Song
-    score: float  # mean over query patches of the best cosine similarity to this song
+    # by style: cosine similarity of the two style vectors (1 = same style); by fingerprint: mean over
+    # query patches of the best cosine similarity to this song
+    score: float
+    shared_labels: tuple[str, ...] = ()  # labels and tags this track shares with the query track
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
-                "score": round(self.score, 4), "labels": list(self.song.labels)}
+                "score": round(self.score, 4), "labels": list(self.song.labels), "tags": list(self.song.tags),
+                "shared_labels": list(self.shared_labels)}
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,14 @@ class SimilarAnswer:
     neighbours: list[Neighbour]
     music: bool | None = None  # the gate's verdict on a clip; None for a stored track, or where no gate fits
     reason: str | None = None  # NOT_MUSIC when the clip is not music (then no neighbours are given)
+    by: str = "style"  # what ranked them: "style" (the style index) or "fingerprint" (no style head fits)
 
     def __iter__(self):
         return iter((self.query, self.neighbours))
 
     def to_dict(self) -> dict:
         return {"query": self.query, "neighbours": [n.to_dict() for n in self.neighbours], "music": self.music,
-                "reason": self.reason}
+                "reason": self.reason, "by": self.by}
 
     def judged(self, music: bool | None) -> "SimilarAnswer":
         if music is False:
@@ -122,10 +127,11 @@ class LabelAnswer:
     reason: str | None = None  # "no_clear_label" when no label won enough of the vote
     model: str = "neighbours"  # what answered: "neighbours" (their label vote) or "head" (the trained classifier)
     music: bool | None = None  # the music gate's verdict; None where no gate fits the encoder
+    by: str | None = None  # the neighbours' vote: "style" (nearest tracks in style) or "fingerprint"
 
     def to_dict(self) -> dict:
         return {"query": self.query, "label": self.label, "top": [[lab, round(s, 4)] for lab, s in self.top],
-                "reason": self.reason, "model": self.model, "music": self.music}
+                "reason": self.reason, "model": self.model, "music": self.music, "by": self.by}
 
     def judged(self, music: bool | None) -> "LabelAnswer":
         """This answer with the gate's verdict: a clip that is not music gets no label (the vote

@@ -39,7 +39,9 @@ class LibrarySettings:
     vote: VoteConfig | None = None  # None: the model's calibrated thresholds (or VoteConfig's defaults)
     index_hop_frames: int = 8  # ≈0.37 s between stored patches: a clip at any moment lines up within ≈0.19 s
     query_hop_frames: int = 4  # queries are cut densely; they are short
-    similar_k: int = 50  # neighbours per patch when ranking similar tracks
+    style: str = "default"  # style head: "default" (shipped) or a file relative to the library (train --style)
+    style_k: int = 10  # nearest tracks in style whose labels vote (genre by neighbours)
+    similar_k: int = 50  # neighbours per patch when ranking similar tracks by fingerprint (no style head)
     similar_patches: int = 48  # patches of a stored track used to look for similar tracks
     commit_every: int = 25  # files per all-or-nothing ingest step
     # "no clear label" for a steady sound (a held tone, a hum): a clip of at least label_steady_patches
@@ -83,10 +85,13 @@ def calibrated_vote(model) -> VoteConfig | None:
     return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
 
-def write_empty_library(folder: Path, settings: LibrarySettings, model) -> None:
+def write_empty_library(folder: Path, settings: LibrarySettings, model, style=None) -> None:
+    from .style import record_style
+
     write_settings(folder, settings)
     catalog = Catalog(folder / CATALOG_FILE)
     record_model(catalog, model)
+    record_style(catalog, style)
     catalog.close()
     save_index(create_index(settings.index), folder / INDEX_DIR, model_id=model.model_id)
 
@@ -140,10 +145,10 @@ def load_library_model(root: Path, spec: str):
     return load_model(model_spec(root, spec))
 
 
-def embedder_for(model):
+def embedder_for(model, style=None):
     from tuneprint.encoder.embeddings import Embedder
 
-    return Embedder(model)
+    return Embedder(model, style=style)
 
 
 def record_model(catalog: Catalog, model) -> None:
@@ -177,6 +182,10 @@ def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, ob
     for song, emb in rows:
         ids = catalog.insert_song(song, emb.offsets_s, row, now)
         catalog.put_spectrogram(song.song_id, emb.spectrogram)
+        if emb.style is not None:
+            from tuneprint.encoder.style import track_vector
+
+            catalog.put_style(song.song_id, track_vector(emb.style))
         index.add(ids, emb.vectors)
         added.append(ids)
         row += len(ids)

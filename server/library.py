@@ -24,6 +24,7 @@ from tuneprint.index.vote import VoteConfig
 
 from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, confidence
 from .gate import add_refusal, gate_for, music_verdict
+from .style import BY_FINGERPRINT, BY_STYLE, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
 from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
                      embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
@@ -53,12 +54,14 @@ class Library:
         self.model = model
         self.model_id = model.model_id if model is not None else catalog.get_meta("model_id")
         self.features = model.features if model is not None else recorded_features(catalog)
-        self.embedder = embedder_for(model) if model is not None else None
+        self.style = style_for(self.model_id, style_spec(root, settings.style)) if model is not None else None
+        self.embedder = embedder_for(model, self.style) if model is not None else None
         self.model_vote = calibrated_vote(model) if model is not None else None  # the encoder's own thresholds
         self.gate = gate_for(self.model_id) if model is not None else None  # music or not (server/gate.py)
         self.write_wait_s = DEFAULT_WAIT_S  # how long a write waits for another process's (then BusyError)
         self._generation = catalog.generation()  # the catalog's change count this index and settings match
         self._lock = threading.RLock()  # guards index + catalog writes and index reads in this process
+        self._style_index = None  # (generation, StyleIndex), built from the catalog when first searched
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -73,7 +76,8 @@ class Library:
         index_cfg = replace(settings.index, dim=model.net.cfg.embedding_dim)
         settings = replace(settings, index=index_cfg, vote=settings.vote or calibrated_vote(model) or VoteConfig())
         create_index(index_cfg)  # fail on a bad backend name before anything is written
-        build_atomically(root, lambda folder: write_empty_library(folder, settings, model))
+        style = style_for(model.model_id, style_spec(root, settings.style))
+        build_atomically(root, lambda folder: write_empty_library(folder, settings, model, style))
         log.info("created library %s (backend %s, encoder %s)", root, index_cfg.backend, model.model_id)
         return cls(root, settings, Catalog(root / CATALOG_FILE), load_index(root / INDEX_DIR, model_id=model.model_id),
                    model)
@@ -319,24 +323,46 @@ class Library:
 
     def similar(self, clip: AudioSource | None = None, *, track: str | None = None, n: int = 10,
                 name: str | None = None) -> SimilarAnswer:
-        """Tracks nearest to a clip, or to a stored track (itself excluded); unpacks as ``query, neighbours``."""
-        from tuneprint.index.search import rank_similar
-
+        """Tracks nearest in style to a clip, or to a stored track (itself excluded); unpacks as
+        ``query, neighbours``. Without a style head for the encoder, the fingerprint neighbours rank them."""
         if (clip is None) == (track is None):
             raise ValueError("give exactly one of a clip or a track id")
-        if track is not None:
-            vectors, query, exclude, emb = self._track_vectors(track), name or track, {track}, None
+        query_song = self._song(track) if track is not None else None
+        emb = self.embed_clip(clip) if clip is not None else None
+        query, exclude = name or (track if track is not None else _name(clip)), {track} - {None}
+        if self.style is not None:
+            from .style import clip_style, similar_by_style
+
+            vector = self.style_index().vector(track) if track is not None else clip_style(emb)
+            ranked, by = similar_by_style(self, vector, n, exclude), BY_STYLE
         else:
-            emb = self.embed_clip(clip)
-            vectors, query, exclude = emb.vectors, name or _name(clip), set()
-        ranked = rank_similar(self.neighbours(vectors, self.settings.similar_k), n, exclude)
-        return SimilarAnswer(query, [Neighbour(self._song(s), score) for s, score in ranked]).judged(self.music(emb))
+            from tuneprint.index.search import rank_similar
+
+            vectors = self._track_vectors(track) if track is not None else emb.vectors
+            ranked, by = rank_similar(self.neighbours(vectors, self.settings.similar_k), n, exclude), BY_FINGERPRINT
+        own = set(query_song.labels + query_song.tags) if query_song else set()
+        neighbours = []
+        for s, score in ranked:
+            song = self._song(s)
+            neighbours.append(Neighbour(song, score, tuple(sorted(own & set(song.labels + song.tags)))))
+        return SimilarAnswer(query, neighbours, by=by).judged(self.music(emb))
+
+    def style_index(self):
+        """The library's style index (index/style_index.py), rebuilt when the catalog changed."""
+        from tuneprint.index.style_index import StyleIndex
+
+        from .style import check_style
+
+        with self._lock:
+            self.refresh()
+            if self._style_index is None or self._style_index[0] != self._generation:
+                check_style(self)
+                self._style_index = (self._generation, StyleIndex.from_catalog(self.catalog))
+            return self._style_index[1]
 
     def _track_vectors(self, song_id: str) -> np.ndarray:
         self._require_encoder()
         row_ids = self.catalog.row_ids(song_id)
-        if len(row_ids) == 0:
-            raise NotFoundError(f"no song with id {song_id!r} in {self.root}")
         pick = np.unique(np.linspace(0, len(row_ids) - 1, min(len(row_ids), self.settings.similar_patches)).round().astype(int))
         with self._lock:
             return self.index.vectors(row_ids[pick])

@@ -14,6 +14,7 @@ from tuneprint.index.catalog import Song
 from tuneprint.index.vectors import create_index, save_index
 
 from .folder import INDEX_DIR, LIBRARY_MODEL, insert_songs, record_model, write_settings
+from .style import record_style
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
                 lib.catalog.delete_song(song.song_id)
             insert_songs(lib.catalog, fresh, rows)
             record_model(lib.catalog, lib.model)
+            record_style(lib.catalog, lib.style)
             save_index(fresh, lib.root / INDEX_DIR, model_id=lib.model_id)
             if lib.model_vote is not None and lib.model_vote != lib.settings.vote:
                 lib.settings = replace(lib.settings, vote=lib.model_vote)

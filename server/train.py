@@ -3,6 +3,9 @@
 :func:`train_on_library` trains (the loop of :mod:`tuneprint.encoder.training`, views made on
 the CPU from the library's files); :func:`adopt_encoder` makes the result the library's encoder
 and re-embeds every song with it. The command line calls one, reports, then the other.
+
+``train --style`` trains only the style head (encoder/style_training.py) on the library's tracks:
+:func:`train_style_on_library` writes it into the library and re-embeds the songs with it.
 """
 from __future__ import annotations
 
@@ -74,3 +77,48 @@ def adopt_encoder(root: Path, weights: Path, *, reindex: bool = True,
     with Library.open(root, check_model=False) as lib:
         n = lib.reindex(progress=progress)
         return Adopted(model_path, lib.model_id, n)
+
+
+@dataclass(frozen=True)
+class StyleRun:
+    path: Path  # the library's style head
+    summary: dict  # encoder.style_training.fit_style_head's summary
+    reembedded: int | None  # songs re-embedded; None when that is left for `tuneprint reindex`
+
+
+def train_style_on_library(root: Path, *, cfg=None, reindex: bool = True,
+                           progress: Callable[[int, int], None] | None = None,
+                           song_progress: Callable[[object], None] | None = None) -> StyleRun:
+    """Train a style head on the library's tracks and make it the library's (``settings.style``).
+
+    Objective "track" needs no labels; "supcon" and "both" learn the tracks' first labels (tracks
+    without one count as their own label). ``progress(done, total)`` follows the statistics pass,
+    ``song_progress`` the re-embedding.
+    """
+    from dataclasses import replace
+
+    from tuneprint.encoder.style import StyleModel, save_style
+    from tuneprint.encoder.style_training import StyleTrainConfig, collect_statistics, fit_style_head
+    from tuneprint.server.folder import write_settings
+    from tuneprint.server.library import Library
+    from tuneprint.server.style import LIBRARY_STYLE
+
+    cfg = cfg or StyleTrainConfig(objective="track")
+    with Library.open(root) as lib:
+        songs = lib.tracks()
+        if len(songs) < 2:
+            raise LibraryError(f"{root}: style training needs at least two tracks; the library holds {len(songs)}")
+        items = [(s.path, s.labels[0] if s.labels else s.song_id) for s in songs]
+        if cfg.objective == "track":  # label-free: every track draws equally
+            items = [(s.path, s.song_id) for s in songs]
+        tracks = collect_statistics(items, lib.model, augment=True, progress=progress)
+        head, summary = fit_style_head(tracks, cfg)
+        path = save_style(root / LIBRARY_STYLE, StyleModel(lib.model_id, head, {"trained_on": str(root), **summary}))
+        with lib.writing():
+            write_settings(lib.root, replace(lib.settings, style=LIBRARY_STYLE))
+            with lib.catalog.transaction():
+                lib._generation = lib.catalog.bump_generation()
+    if not reindex:
+        return StyleRun(path, summary, None)
+    with Library.open(root, check_model=False) as lib:
+        return StyleRun(path, summary, lib.reindex(progress=song_progress))

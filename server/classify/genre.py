@@ -1,6 +1,7 @@
 """``genre``: which model labels a clip. The library's trained classifier when it has one that
 can read the clip's embeddings (a head, or a CNN on the log-mel), else the majority of the
-clip's nearest neighbours' labels (index/search.py). The answer says which (``model``).
+labels of the tracks nearest to the clip in style (server/style.py; by fingerprint neighbours,
+index/search.py, where the encoder has no style head). The answer says which (``model``, ``by``).
 
 Either way a steady sound (a held tone, a hum: patches all alike) gets "no clear label": music
 changes over seconds.
@@ -8,10 +9,12 @@ changes over seconds.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from tuneprint.errors import LibraryError
 
 from ..answers import LabelAnswer
+from ..style import BY_FINGERPRINT, BY_STYLE
 from .store import has_classifier, load_classifier
 
 log = logging.getLogger(__name__)
@@ -28,11 +31,13 @@ def label_clip(lib, emb, *, name: str = "", exclude_song: str | None = None) -> 
     if answer is None:
         answer = _neighbour_label(lib, emb, name, exclude_song)
     if steady and answer.label is not None:
-        return LabelAnswer(name, None, answer.top, "no_clear_label", answer.model)
+        return replace(answer, label=None, reason="no_clear_label")
     return answer
 
 
 def _neighbour_label(lib, emb, name: str, exclude_song: str | None) -> LabelAnswer:
+    if lib.style is not None:
+        return _style_label(lib, emb, name, exclude_song)
     from tuneprint.index.search import label_votes
 
     cfg = lib.settings.vote
@@ -42,8 +47,17 @@ def _neighbour_label(lib, emb, name: str, exclude_song: str | None) -> LabelAnsw
         neighbours = neighbours.without(exclude_song, cfg.k)
     top = label_votes(neighbours, top=cfg.top)
     if not top:
-        return LabelAnswer(name, None, top, "no_clear_label")
-    return LabelAnswer(name, top[0][0], top)
+        return LabelAnswer(name, None, top, "no_clear_label", by=BY_FINGERPRINT)
+    return LabelAnswer(name, top[0][0], top, by=BY_FINGERPRINT)
+
+
+def _style_label(lib, emb, name: str, exclude_song: str | None) -> LabelAnswer:
+    """The majority label of the ``style_k`` tracks nearest to the clip in style."""
+    from ..style import clip_style, labels_by_style
+
+    top = labels_by_style(lib, clip_style(emb), k=lib.settings.style_k, top=lib.settings.vote.top,
+                          exclude={exclude_song} - {None})
+    return LabelAnswer(name, top[0][0] if top else None, top, None if top else "no_clear_label", by=BY_STYLE)
 
 
 def _classifier_label(lib, emb, name: str) -> LabelAnswer | None:

@@ -31,13 +31,15 @@ def add_parsers(sub) -> None:
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP", help="audio files or folders (recursive)")
     add_output_options(p, "one JSON object per clip")
 
-    p = add_command(sub, "similar", "List the tracks nearest to each clip or to a stored track.", cmd_similar)
+    p = add_command(sub, "similar", "List the tracks nearest in style to each clip or to a stored track "
+                                    "(cosine similarity of style vectors, 1 = same style).", cmd_similar)
     p.add_argument("clips", nargs="*", type=Path, metavar="CLIP", help="audio files or folders (recursive)")
     p.add_argument("--track", metavar="SONG_ID", help="a stored track instead of clips")
     p.add_argument("-n", "--top", type=int, default=10, help="how many tracks (default 10)")
     add_output_options(p, "one JSON object per clip")
 
-    p = add_command(sub, "genre", "Label each clip by the majority of its nearest neighbours' labels (top 2).", cmd_genre)
+    p = add_command(sub, "genre", "Label each clip: the library's trained classifier, else the majority label of "
+                                  "the 10 tracks nearest in style (top 2).", cmd_genre)
     p.add_argument("clips", nargs="+", type=Path, metavar="CLIP", help="audio files or folders (recursive)")
     add_output_options(p, "one JSON object per clip")
 
@@ -152,7 +154,7 @@ def cmd_similar(args) -> int:
 def _similar_query(top: int) -> Query:
     return Query(
         verb="searching", outcomes=("answered",),
-        columns=("query", "status", "rank", "song_id", "title", "path", "score", "labels", "error"),
+        columns=("query", "status", "rank", "song_id", "title", "path", "score", "labels", "shared_labels", "error"),
         ask=lambda lib, clip: lib.similar(clip, n=top).to_dict(),
         outcome=lambda answer: "answered", text=_similar_text, rows=_similar_rows)
 
@@ -160,9 +162,11 @@ def _similar_query(top: int) -> Query:
 def _similar_text(name: str, answer: dict) -> str:
     if answer.get("reason") == "not_music":
         return f"{name}: {NOT_MUSIC}"
-    lines = [f"nearest to {name}:"]
+    by = "in style " if answer.get("by") == "style" else ""
+    lines = [f"nearest {by}to {name}:"]
     for i, n in enumerate(answer["neighbours"], 1):
-        lines.append(f"{i:3d}. {n['score']:.3f}  {n['title']} [{n['song_id']}]  {', '.join(n['labels'])}")
+        shared = f"  (shares {', '.join(n['shared_labels'])})" if n.get("shared_labels") else ""
+        lines.append(f"{i:3d}. {n['score']:.3f}  {n['title']} [{n['song_id']}]  {', '.join(n['labels'])}{shared}")
     return "\n".join(lines)
 
 
@@ -170,7 +174,8 @@ def _similar_rows(answer: dict) -> list[dict]:
     if answer.get("reason") == "not_music":
         return [{"query": answer["query"], "status": "not music"}]
     return [{"query": answer["query"], "status": "answered", "rank": i, "song_id": n["song_id"], "title": n["title"],
-             "path": n["path"], "score": n["score"], "labels": "; ".join(n["labels"])}
+             "path": n["path"], "score": n["score"], "labels": "; ".join(n["labels"]),
+             "shared_labels": "; ".join(n.get("shared_labels", ()))}
             for i, n in enumerate(answer["neighbours"], 1)]
 
 

@@ -29,9 +29,18 @@ def add_parser(sub) -> None:
                    help="share of songs held out to monitor retrieval during training (default 0: train on all)")
     p.add_argument("--from-default", action="store_true", help="start from the shipped weights instead of the seeded init")
     p.add_argument("--no-reindex", action="store_true", help="only train; re-embed later with `tuneprint reindex`")
+    p.add_argument("--style", action="store_true",
+                   help="train the style head (what `similar` and `genre` search) instead of the encoder: "
+                        "minutes on a CPU; the fingerprint does not change")
+    p.add_argument("--objective", choices=["track", "supcon", "both"], default="track",
+                   help="with --style: track = two moments of a track are alike (needs no labels); supcon = "
+                        "tracks of one label are alike; both (default track)")
+    p.add_argument("--steps", type=int, default=1500, help="with --style: training steps of the head (default 1500)")
 
 
 def cmd_train(args) -> int:
+    if args.style:
+        return _train_style(args)
     from tuneprint.encoder.training import TrainConfig
     from tuneprint.server.library import Library
     from tuneprint.server.train import adopt_encoder, train_on_library
@@ -52,4 +61,27 @@ def cmd_train(args) -> int:
     with Progress(trained.songs, desc="re-embedding", unit="song") as bar:
         adopted = adopt_encoder(args.library, trained.weights, progress=lambda song: bar.update(audio_s=song.duration_s))
     print(f"re-embedded {adopted.reembedded} songs with the new encoder ({adopted.model_id})")
+    return EXIT_OK
+
+
+def _train_style(args) -> int:
+    from tuneprint.encoder.style_training import StyleTrainConfig
+    from tuneprint.server.library import Library
+    from tuneprint.server.train import train_style_on_library
+
+    with Library.open(args.library, check_model=False, load_encoder=False) as lib:
+        n = len(lib.tracks())
+    cfg = StyleTrainConfig(objective=args.objective, steps=args.steps)
+    with Progress(n, desc="style statistics", unit="song") as bar:
+        run = train_style_on_library(args.library, cfg=cfg, reindex=False, progress=lambda done, total: bar.update())
+    s = run.summary
+    print(f"style head trained ({s['config']['objective']}, {s['tracks']} tracks, {s['patches']} patches, "
+          f"{s['seconds']:.0f} s, loss {s['final_loss']}): {run.path}")
+    if args.no_reindex:
+        print(f"run `tuneprint reindex --library {args.library}` before `similar` or `genre`")
+        return EXIT_OK
+    with Progress(n, desc="re-embedding", unit="song") as bar:
+        with Library.open(args.library, check_model=False) as lib:
+            done = lib.reindex(progress=lambda song: bar.update(audio_s=song.duration_s))
+    print(f"re-embedded {done} songs with the new style head")
     return EXIT_OK

@@ -22,13 +22,14 @@ import logging
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
 
-from tuneprint.encoder.splits import split_songs
+from tuneprint.encoder.splits import song_unit, split_songs
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,42 @@ MUSIC = {
 }
 # Collections that training never sees: their labels are "unseen".
 UNSEEN_LABELS = ("extremetuxracer", "pushover", "xmoto", "frozenbubble", "funnyboat")
+# Collections added for learning style (DATA.md, "More collections"): music only, never mixed
+# into noise/, so the identification corpus and its benchmarks stay as they were.
+STYLE_MUSIC = {
+    "ufoai": ("ufoai-music", ["base"]),  # the .ogg files inside base/0music.pk3 (a zip archive)
+    "hyperrogue": ("hyperrogue-music", ["music"]),
+    "singularity": ("singularity-music", ["music"]),
+    "drascula": ("drascula-music", ["audio"]),
+    "fillets": ("fillets-ng-data", ["music"]),
+    "freedink": ("freedink-data", ["Sound"]),
+    "asc": ("asc-music", ["music"]),
+    "powermanga": ("powermanga-data", ["handheld_console"]),
+    "pathological": ("pathological", ["music"]),
+    "noiz2sa": ("noiz2sa-data", ["sounds"]),
+    "gunroar": ("gunroar-data", ["musics"]),
+    "mu-cade": ("mu-cade-data", ["musics"]),
+    "parsec47": ("parsec47-data", ["sounds"]),
+    "torus-trooper": ("torus-trooper-data", ["musics"]),
+    "titanion": ("titanion-data", ["musics"]),
+    "tumiki-fighters": ("tumiki-fighters-data", ["sounds"]),
+    "rrootage": ("rrootage-data", ["sounds"]),
+    "a7xpg": ("a7xpg-data", ["sounds"]),
+}
+# Style is trained and judged by collection: training never sees a song of the val or unseen
+# collections. Val collections choose between variants; unseen ones give the reported figures.
+# Fixed from track counts alone, before any style model was measured; the identification
+# corpus's unseen collections stay unseen here too.
+STYLE_VAL_COLLECTIONS = ("singularity", "freedink", "powermanga", "pathological", "mu-cade", "a7xpg")
+STYLE_UNSEEN_COLLECTIONS = UNSEEN_LABELS + ("hyperrogue", "fillets", "asc", "parsec47", "titanion", "rrootage")
 NOISE_ONLY = ["boswars-data", "pingus-data"]
 # Sounds that neither training nor calibration ever mixes in: benchmarks with noise the model never heard.
 HELDOUT_NOISE = ["alienblaster-data", "solarwolf", "ri-li-data"]
 NOISE_FOLDERS = {"sound", "sounds", "Sounds", "sfx", "snd", "voices", "units"}
 MIN_MUSIC_SECONDS = 30.0
 MAX_NOISE_SECONDS = 30.0
-EXTENSIONS = {".ogg", ".opus", ".wav", ".flac"}
+EXTENSIONS = {".ogg", ".opus", ".wav", ".flac", ".mp3"}
+ARCHIVES = {".pk3"}  # zip archives of game data, unpacked next to themselves
 PROGRESS_SECONDS = 15.0  # at most one progress line this often during a long step
 
 
@@ -69,6 +99,35 @@ def split_corpus(corpus: str | Path, **shares: float) -> dict[str, list[tuple[st
     ``shares``: ``test_share`` and ``val_share`` of :func:`tuneprint.encoder.splits.split_songs`.
     """
     return split_songs(read_manifest(corpus), unseen_labels=UNSEEN_LABELS, **shares)
+
+
+def read_style_manifest(corpus: str | Path) -> list[tuple[str, str]]:
+    """(absolute path, collection) of every song for style: the corpus's and the style collections'."""
+    corpus = Path(corpus)
+    with open(corpus / "style-manifest.csv", newline="") as f:
+        return [(str((corpus / r["path"]).resolve()), r["label"]) for r in csv.DictReader(f)]
+
+
+def split_style_corpus(corpus: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """Songs for style, split by collection: ``train`` (songs of training collections that are not
+    in the identification corpus's test split), ``seen_test`` (those test songs: seen collections,
+    songs never trained on), ``val`` and ``unseen`` (whole collections never trained on)."""
+    parts: dict[str, list[tuple[str, str]]] = {"train": [], "seen_test": [], "val": [], "unseen": []}
+    identification_test = {p for p, _ in split_corpus(corpus)["test"]}
+    for path, label in read_style_manifest(corpus):
+        if label in STYLE_UNSEEN_COLLECTIONS:
+            parts["unseen"].append((path, label))
+        elif label in STYLE_VAL_COLLECTIONS:
+            parts["val"].append((path, label))
+        elif path in identification_test or (label in STYLE_MUSIC and song_unit(path) < 0.2):
+            parts["seen_test"].append((path, label))
+        else:
+            parts["train"].append((path, label))
+    return parts
+
+
+def is_style_fetched(out: Path) -> bool:
+    return (out / "style-manifest.csv").is_file()
 
 
 def is_fetched(out: Path) -> bool:
@@ -106,6 +165,53 @@ def fetch_corpus(out: Path, cache: Path, collections: Iterable[str] = tuple(MUSI
     log.info("corpus: %d tracks, %.2f h of music in %d collections; %d noise files",
              len(rows), hours, len({r[1] for r in rows}), len(list(noise_dir.iterdir())))
     fetch_heldout_noise(out, cache)
+
+
+def fetch_style_collections(out: Path, cache: Path) -> None:
+    """Add the STYLE_MUSIC collections to the corpus in ``out`` (music only) and write
+    ``style-manifest.csv``: the corpus's songs and theirs. Kept as it is when already there."""
+    if is_style_fetched(out):
+        log.info("style collections already in %s", out)
+        return
+    raw = cache / "raw"
+    packages = [package for package, _ in STYLE_MUSIC.values()]
+    for i, package in enumerate(packages, 1):
+        extract(download(package, cache, f"{i}/{len(packages)}"), raw)
+    with open(out / "manifest.csv", newline="") as f:
+        rows = [(r["path"], r["label"], float(r["seconds"]), r["sha256"]) for r in csv.DictReader(f)]
+    seen = {r[3] for r in rows}
+    for label, (package, folders) in STYLE_MUSIC.items():
+        shutil.rmtree(out / "music" / label, ignore_errors=True)
+        added = _copy_music(raw, package, folders, out / "music" / label, seen)
+        rows += [(str(p.relative_to(out)), label, seconds, digest) for p, seconds, digest in added]
+        log.info("%s: %d tracks, %.0f min", label, len(added), sum(a[1] for a in added) / 60)
+    tmp = out / "style-manifest.csv.partial"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "seconds", "sha256"])
+        w.writerows(rows)
+    tmp.rename(out / "style-manifest.csv")
+
+
+def _copy_music(raw: Path, package: str, folders: list[str], dest_dir: Path,
+                seen: set[str]) -> list[tuple[Path, float, str]]:
+    """Copy the music of ``package`` (files of 30 s or more under ``folders``, new content only)."""
+    copied = []
+    for f in package_root(raw, package):
+        if not any(part in folders for part in f.relative_to(raw).parts):
+            continue
+        seconds = duration(f)
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        if seconds < MIN_MUSIC_SECONDS or digest in seen:
+            continue
+        seen.add(digest)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f.name
+        if dest.exists():
+            dest = dest.with_name(f"{f.parent.name}-{f.name}")
+        shutil.copy2(f, dest)
+        copied.append((dest, round(seconds, 2), digest))
+    return copied
 
 
 def _copy_collection(raw: Path, label: str, out: Path, seen: set[str]) -> list[tuple[str, str, float, str]]:
@@ -259,7 +365,24 @@ def package_root(raw: Path, package: str) -> list[Path]:
             p = raw / name.lstrip("/")
             if p.is_file() and p.suffix.lower() in EXTENSIONS:
                 files.append(p)
+            elif p.is_file() and p.suffix.lower() in ARCHIVES:
+                files += _unpack_archive(p)
     return sorted(set(files))
+
+
+def _unpack_archive(archive: Path) -> list[Path]:
+    """The audio files inside a zip-format game archive, unpacked once into ``<archive>.d/``."""
+    target = archive.with_name(archive.name + ".d")
+    if not target.is_dir():
+        tmp = archive.with_name(archive.name + ".d.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with zipfile.ZipFile(archive) as z:
+            for member in z.infolist():
+                name = Path(member.filename)
+                if name.suffix.lower() in EXTENSIONS and ".." not in name.parts and not name.is_absolute():
+                    z.extract(member, tmp)
+        tmp.rename(target)
+    return [p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,83 @@
+"""Style in a library: which style head it uses, its style index, and the two questions it answers
+(``similar`` and labels by neighbours).
+
+Every song's style vector (encoder/style.py) is stored in the catalog when the song is added; the
+style index (index/style_index.py) is built from them. A library whose songs were embedded
+without the current style head (made by an older tuneprint, or with another head) is refused with
+the "run `tuneprint reindex`" message. An encoder that has no style head (the seeded one, or one
+trained by ``tuneprint train`` before ``train --style``) answers by the fingerprint neighbours, and
+says so (``"by": "fingerprint"``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from tuneprint.errors import CheckpointError, MismatchError
+
+log = logging.getLogger(__name__)
+
+STYLE_ID_KEY = "style_id"  # catalog meta: the style head that made the stored style vectors
+LIBRARY_STYLE = "style.safetensors"  # a library's own style head (`tuneprint train --style`)
+BY_STYLE, BY_FINGERPRINT = "style", "fingerprint"
+
+
+def style_spec(root: Path, spec: str) -> str:
+    """A library's style setting as a path: "default" (the shipped head) or a file in the library."""
+    return spec if spec in ("default", "") or Path(spec).is_absolute() else str(root / spec)
+
+
+def style_for(model_id: str | None, spec: str = "default"):
+    """The style head for the encoder ``model_id`` (encoder.style.StyleModel), or None where none fits."""
+    from tuneprint.encoder.style import DEFAULT_STYLE, load_style
+
+    path = DEFAULT_STYLE if spec in ("default", "") else Path(spec)
+    if model_id is None or not Path(path).is_file():
+        return None
+    try:
+        return load_style(path, model_id)
+    except (MismatchError, CheckpointError) as e:
+        log.info("no style head for this encoder: %s", e)
+        return None
+
+
+def record_style(catalog, style) -> None:
+    """Note which style head the library's style vectors come from (inside a catalog transaction)."""
+    catalog.set_meta(STYLE_ID_KEY, style.style_id if style is not None else "")
+
+
+def check_style(lib) -> None:
+    """Refuse a library whose stored style vectors were not made by its style head: reindex it."""
+    recorded = lib.catalog.get_meta(STYLE_ID_KEY)
+    missing = lib.catalog.songs_without_style()
+    if recorded != lib.style.style_id or missing:
+        made_by = f"style head {recorded}" if recorded else "no style head (an older tuneprint)"
+        raise MismatchError(f"{lib.root}: the library's style vectors were made by {made_by}"
+                            f"{f', {missing} songs have none' if missing else ''}; its style head is now "
+                            f"{lib.style.style_id}; run `tuneprint reindex --library {lib.root}`")
+
+
+def clip_style(emb):
+    """A clip's style vector: the normalised mean of its patches' (encoder.style.track_vector)."""
+    from tuneprint.encoder.style import track_vector
+
+    return track_vector(emb.style)
+
+
+def similar_by_style(lib, vector, n: int, exclude: set[str]) -> list[tuple[str, float]]:
+    """The ``n`` tracks whose style is nearest to ``vector``, with cosine similarity."""
+    return lib.style_index().search(vector, n, exclude)
+
+
+def labels_by_style(lib, vector, *, k: int, top: int, exclude: set[str]) -> list[tuple[str, float]]:
+    """The labels of the ``k`` tracks nearest in style, by majority vote, with their vote shares."""
+    from tuneprint.index.style_index import vote_track_labels
+
+    neighbours = lib.style_index().search(vector, k, exclude)
+    labels = {song: lib.catalog.song(song).labels for song, _ in neighbours}
+    return vote_track_labels(neighbours, labels, top)
+
+
+def style_path_exists(root: os.PathLike, spec: str) -> bool:
+    return Path(style_spec(Path(root), spec)).is_file() or spec in ("default", "")
