@@ -253,6 +253,14 @@ class Catalog:
             return [], np.zeros((0, 0), np.float32)
         return [r[0] for r in rows], np.stack([np.frombuffer(r[2], dtype="<f4") for r in rows]).astype(np.float32)
 
+    def style_bytes(self) -> tuple[int, int]:
+        """(how many songs have a style vector, the bytes of those vectors)."""
+        if "styles" not in self.db.table_names():
+            return 0, 0
+        with self._lock:
+            n, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM styles").fetchone()
+        return int(n), int(size)
+
     def songs_without_style(self) -> int:
         """How many songs have no style vector (added by a tuneprint without style, or without a style head)."""
         if "styles" not in self.db.table_names():

@@ -199,10 +199,20 @@ def library_stats(lib) -> dict:
     index_bytes = sum(f.stat().st_size for f in (lib.root / INDEX_DIR).glob("*") if f.is_file())
     # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
     catalog_bytes = sum(f.stat().st_size for f in lib.root.glob(CATALOG_FILE + "*") if f.is_file())
+    style_vectors, style_bytes = lib.catalog.style_bytes()  # inside catalog_bytes
+    minutes = counts["hours"] * 60
+
+    def per_minute(n: int) -> float | None:
+        return round(n / minutes, 1) if minutes else None
     return {"library": str(lib.root), "songs": counts["songs"], "snippets": counts["snippets"],
             "hours": round(counts["hours"], 4), "labels": counts["labels"], "tags": lib.catalog.tag_counts(), "backend": lib.settings.index.backend,
             "vectors": len(lib.index) if lib.index is not None else recorded_vector_count(lib.root),
             "index_bytes": index_bytes, "catalog_bytes": catalog_bytes, "model_id": lib.model_id,
+            # the style index: one vector per song, stored in the catalog (server/style.py)
+            "style_id": lib.catalog.get_meta("style_id") or None, "style_vectors": style_vectors,
+            "style_bytes": style_bytes,
+            "bytes_per_audio_minute": {"index": per_minute(index_bytes), "catalog": per_minute(catalog_bytes),
+                                       "style": per_minute(style_bytes)},
             "patch_hop_s": round(lib.settings.index_hop_frames * lib.features.frame_seconds, 4),
             # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
             # the lower bar of long clips (≥ 6 s when calibrated; the same when not)

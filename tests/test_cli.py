@@ -235,7 +235,7 @@ def test_genre_json_contract(capsys, library_path, library, clips):
     answers = json_lines(out)
     assert len(answers) == 2
     for clip, answer in zip([clips["song2"], clips["song5"]], answers):
-        assert set(answer) - {"music"} == {"query", "label", "top", "reason", "model"}  # "music": the gate's
+        assert set(answer) - {"music", "by"} == {"query", "label", "top", "reason", "model"}  # "music": the gate's
         assert answer["model"] == "neighbours"  # the session library has no trained classifier
         assert answer["query"] == str(clip.resolve())
         assert 1 <= len(answer["top"]) <= 2
@@ -251,7 +251,7 @@ def test_similar_json_contract(capsys, library_path, library, clips):
     rc, out, _ = run(capsys, "similar", "--library", library_path, "--json", "-n", "4", clips["song5"])
     assert rc == EXIT_OK
     answer = json.loads(out)
-    assert set(answer) == {"query", "neighbours", "music", "reason"} and answer["query"] == str(clips["song5"].resolve())
+    assert set(answer) == {"query", "neighbours", "music", "reason", "by"} and answer["query"] == str(clips["song5"].resolve())
     assert answer["reason"] is None
     assert 1 <= len(answer["neighbours"]) <= 4
     for n in answer["neighbours"]:

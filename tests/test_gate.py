@@ -214,7 +214,8 @@ def test_identify_similar_and_genre_of_a_noise_clip_say_not_music(library, tmp_p
     genre = library.label(clip).to_dict()
     assert genre["music"] is False and genre["reason"] == "not_music" and genre["label"] is None
     similar = library.similar(clip).to_dict()
-    assert similar == {"query": str(clip.resolve()), "neighbours": [], "music": False, "reason": "not_music"}
+    assert similar == {"query": str(clip.resolve()), "neighbours": [], "music": False, "reason": "not_music",
+                       "by": similar["by"]}
 
     song = write(tmp_path, "song.wav", cut(synth_song(2), 5.0, 3.0))
     assert library.identify(song).to_dict()["music"] is True

@@ -155,8 +155,11 @@ def cmd_stats(args) -> int:
     tags = ", ".join(f"{k} ({v})" for k, v in stats["tags"].items()) or "none"
     lines = [f"library  {stats['library']}", f"songs    {stats['songs']}", f"snippets {stats['snippets']}",
              f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"tags     {tags}", f"backend  {stats['backend']}",
-             f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB",
+             f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB"
+             + (f" ({_per_minute(stats)})" if stats["bytes_per_audio_minute"]["index"] else ""),
              f"encoder  {stats['model_id']}",
+             f"style    {stats['style_id'] or 'none (similar and genre use the fingerprint)'}, "
+             f"{stats['style_vectors']} track vectors ({stats['style_bytes'] / 1e3:.1f} kB)",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
              "library\" (README, \"Confidence\")"]
     if stats["verify_top"]:
@@ -167,6 +170,11 @@ def cmd_stats(args) -> int:
                      f"{stats['min_similarity_long']:.3f} for long ones (no spectral verification)")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _per_minute(stats: dict) -> str:
+    per = stats["bytes_per_audio_minute"]
+    return f"per minute of audio: index {per['index'] / 1e3:.0f} kB, catalog {per['catalog'] / 1e3:.0f} kB"
 
 
 def cmd_tracks(args) -> int:
