@@ -9,7 +9,7 @@ is made the same way from the patches it has.
 
     patch >> trunk stages 1–4 >> per-channel mean, std (1,920) >> Linear, ReLU, Linear → 128 >> L2
 
-The head alone is trained (server/style_training.py); the fingerprint does not change.
+The head alone is trained (encoder/style_training.py); the fingerprint does not change.
 """
 from __future__ import annotations
 

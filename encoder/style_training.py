@@ -43,7 +43,7 @@ class TrackStatistics:
     label: str
     stats: np.ndarray  # [shape=(p, S), dtype=float16]
     fingerprints: np.ndarray  # [shape=(p, D), dtype=float16], unit-norm fingerprint embeddings
-    patches_mfcc: np.ndarray | None = None  # filled by evaluation code that wants a baseline
+    patches_mfcc: np.ndarray | None = None  # collect_statistics's ``patch_features`` (e.g. an MFCC baseline)
     augmented: np.ndarray | None = None  # [shape=(p', S), dtype=float16]
 
 
@@ -70,9 +70,13 @@ def patch_statistics(model: LoadedModel, patches: np.ndarray, batch_size: int = 
 
 def collect_statistics(items: Sequence[tuple[str, str]], model: LoadedModel, *, hop_frames: int = 32,
                        augment: bool = False, seed: int = 0, max_seconds: float = 600.0,
+                       patch_features: Callable[[np.ndarray], np.ndarray] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> list[TrackStatistics]:
     """Trunk statistics of every (path, label) track, patches ``hop_frames`` apart over the whole track
-    (its first ``max_seconds``); unreadable or too short files are skipped with a warning."""
+    (its first ``max_seconds``); unreadable or too short files are skipped with a warning.
+
+    ``patch_features``: patches [shape=(p, mels, frames)] → other features of the same patches, kept
+    as ``patches_mfcc`` (evaluation baselines read the same decoding)."""
     model.net.eval()
     rng = np.random.default_rng(seed)
     sr = model.features.sample_rate
@@ -85,7 +89,8 @@ def collect_statistics(items: Sequence[tuple[str, str]], model: LoadedModel, *, 
             log.warning("skipping %s", e)
             continue
         fps, stats = patch_statistics(model, patches)
-        track = TrackStatistics(path, label, stats.astype(np.float16), fps.astype(np.float16))
+        track = TrackStatistics(path, label, stats.astype(np.float16), fps.astype(np.float16),
+                                patch_features(patches) if patch_features else None)
         if augment:
             try:
                 view, _ = audio_to_patches(restyle_recording(y, sr, rng), hop_frames=hop_frames, cfg=model.features)
@@ -129,8 +134,8 @@ def contrastive_loss(z: torch.Tensor, groups: torch.Tensor, temperature: float) 
 
 
 def _segment_sampler(tracks: list[TrackStatistics], rng: np.random.Generator, k: int):
-    """A function drawing one segment of a track: the mean statistics... of ``k`` random patches' head outputs
-    is taken later; here the patch rows, from the clean or the re-recorded statistics."""
+    """A function drawing one segment of a track: the statistics of ``k`` random patches, from the clean
+    or the re-recorded recording (the head's outputs for them are averaged in :func:`fit_style_head`)."""
     def draw(t: TrackStatistics) -> np.ndarray:
         source = t.augmented if t.augmented is not None and len(t.augmented) and rng.random() < 0.5 else t.stats
         return source[rng.integers(0, len(source), k)].astype(np.float32)

@@ -11,7 +11,6 @@ says so (``"by": "fingerprint"``).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from tuneprint.errors import CheckpointError, MismatchError
@@ -78,6 +77,3 @@ def labels_by_style(lib, vector, *, k: int, top: int, exclude: set[str]) -> list
     labels = {song: lib.catalog.song(song).labels for song, _ in neighbours}
     return vote_track_labels(neighbours, labels, top)
 
-
-def style_path_exists(root: os.PathLike, spec: str) -> bool:
-    return Path(style_spec(Path(root), spec)).is_file() or spec in ("default", "")
