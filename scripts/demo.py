@@ -43,14 +43,16 @@ def tuneprint(*args: str) -> None:
 
 
 def encoder_changed(root: Path) -> bool:
-    """Whether ``root`` is a library embedded with another encoder (or calibration) than the shipped one."""
+    """Whether ``root`` is a library embedded with another encoder (or calibration, or style head) than the shipped one."""
     from tuneprint.errors import MismatchError
     from tuneprint.server.library import Library
 
     if not (root / "settings.json").is_file():
         return False
     try:
-        Library.open(root).close()
+        with Library.open(root) as lib:
+            if lib.style is not None:
+                lib.style_index()  # refuses style vectors of another style head, or none
     except MismatchError:
         return True
     return False
