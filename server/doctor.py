@@ -46,6 +46,8 @@ def check(root: Path) -> list[Finding]:
     findings += catalog_findings
     if not catalog_findings:
         findings += _check_index(root)
+    if not findings:
+        findings += _check_styles(root)
     return findings
 
 
@@ -124,6 +126,25 @@ def _check_index(root: Path) -> list[Finding]:
     return []
 
 
+def _check_styles(root: Path) -> list[Finding]:
+    """Style vectors made by another style head than the library's, or missing (an older tuneprint)."""
+    from tuneprint.index.catalog import Catalog
+
+    from .style import STYLE_ID_KEY, style_for, style_spec
+
+    catalog = Catalog(root / CATALOG_FILE, read_only=True)
+    try:
+        style = style_for(catalog.get_meta("model_id"), style_spec(root, read_settings(root).style))
+        recorded, missing = catalog.get_meta(STYLE_ID_KEY), catalog.songs_without_style()
+    finally:
+        catalog.close()
+    if style is None or (recorded == style.style_id and not missing):
+        return []
+    return [Finding("styles", f"style vectors of {recorded or 'no style head'} ({missing} songs without one); "
+                    f"the library's style head is {style.style_id}: `similar` and `genre` refuse it",
+                    "re-embed the songs (`tuneprint reindex`)", True)]
+
+
 def _repair_settings(root: Path, progress) -> None:
     index = IndexConfig()
     try:
@@ -157,4 +178,4 @@ def _repair_index(root: Path, progress) -> None:
 
 
 REPAIRS = {SETTINGS_FILE: _repair_settings, "leftovers": _repair_leftovers, "orphans": _repair_orphans,
-           INDEX_DIR: _repair_index}
+           INDEX_DIR: _repair_index, "styles": _repair_index}

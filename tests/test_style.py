@@ -11,6 +11,7 @@ from tuneprint.encoder.style import (StyleConfig, StyleHead, StyleModel, load_st
                                      trunk_forward)
 from tuneprint.encoder.style_training import StyleTrainConfig, collect_statistics, contrastive_loss, fit_style_head
 from tuneprint.errors import MismatchError
+from tuneprint.server.doctor import check
 from tuneprint.server.library import Library, LibrarySettings
 from tuneprint.server.style import STYLE_ID_KEY
 
@@ -174,5 +175,7 @@ def test_an_old_library_without_style_vectors_is_refused_until_reindexed(style_l
     with pytest.raises(MismatchError, match="reindex"):
         lib.label(styled_track("pad", 5)[: 5 * SR])
     assert lib.identify(styled_track("pad", 0)[: 5 * SR]).match is not None  # identify never needs style
+    assert [f.file for f in check(lib.root)] == ["styles"]  # tuneprint doctor says so, and what to do
     assert lib.reindex() == 12
+    assert check(lib.root) == []
     assert lib.similar(track=song.song_id, n=2).by == "style"
