@@ -270,7 +270,7 @@ def test_similar_json_contract(capsys, library_path, library, clips):
     assert me not in ids and len(ids) == len(set(ids)) and N_SONGS // 2 <= len(ids) <= min(10, N_SONGS - 1)
 
     rc, out, _ = run(capsys, "similar", "--library", library_path, "--track", me)  # text output: the title, then the id
-    assert rc == EXIT_OK and out.startswith(f"nearest to {library.song(me).title} [{me}]:")
+    assert rc == EXIT_OK and out.startswith(f"nearest in style to {library.song(me).title} [{me}]:")
 
 
 def test_similar_needs_one_query(capsys, library_path, clips):
