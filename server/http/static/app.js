@@ -105,7 +105,7 @@
 
     const list = $("similar");
     const neighbours = similar.neighbours.filter((n) => !match || n.song_id !== match.song_id).slice(0, SIMILAR_SHOWN);
-    list.replaceChildren(...neighbours.map(similarItem));
+    list.replaceChildren(...neighbours.map((n) => similarItem(n, similar.by)));
     $("similar-empty").textContent = similar.reason === "not_music" ? "Not music: no similar tracks are looked for."
       : "No similar tracks.";
     $("similar-empty").hidden = neighbours.length > 0;
@@ -138,7 +138,7 @@
     $("classified-tags-empty").textContent = answer.tags.length ? "No tag applies." : "The classifier learnt no tags.";
   }
 
-  function similarItem(neighbour) {
+  function similarItem(neighbour, by) {
     const item = document.createElement("li");
     const row = document.createElement("div");
     row.className = "row";
@@ -149,7 +149,7 @@
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = neighbour.score.toFixed(2);
-    score.title = "mean best cosine similarity";
+    score.title = by === "style" ? "style similarity (cosine of the style vectors, 1 = same style)" : "mean best cosine similarity";
     row.append(title, score);
     item.append(row);
     if (neighbour.labels.length) {
