@@ -29,7 +29,7 @@ FAST = TimingConfig(max_vectors=400, queries=10, ks=(10, 30), pq_m=8)
 def evaluated(tmp_path_factory, library_path):
     """One quick evaluation of a copy of the session library where songs 8 and 9 carry a third
     label, 'gamma', that a fake training run (songs 0–2, labels alpha and beta, a classifier
-    head with two classes) never saw."""
+    head with two classes) never saw; every third song is tagged 'bright', the others 'dark'."""
     from tuneprint.encoder.checkpoint import save_checkpoint
     from tuneprint.encoder.features import FeatureConfig
     from tuneprint.encoder.model import EncoderNet, ModelConfig
@@ -44,13 +44,16 @@ def evaluated(tmp_path_factory, library_path):
         songs = lib.tracks()
         for song in songs[8:]:
             lib.set_labels(song.song_id, ["gamma"])
+        for i, song in enumerate(songs):
+            lib.set_tags(song.song_id, ["bright" if i % 3 == 0 else "dark"])
         songs = lib.tracks()
     net = EncoderNet(ModelConfig(n_classes=2, width=16, embedding_dim=64))
     save_checkpoint(run / "model.safetensors", net, FeatureConfig())
     (run / "config.json").write_text(json.dumps({"labels": ["alpha", "beta"],
                                                  "train_tracks": [s.path for s in songs[:TRAINED]]}))
     cfg = EvalConfig.quick(train_config=str(run / "config.json"), classifier=str(run / "model.safetensors"),
-                           map_points=60, timing=FAST, clips=ClipConfig(durations_s=(1.0, 3.0), clips_per_song=1))
+                           map_points=60, timing=FAST, clips=ClipConfig(durations_s=(1.0, 3.0), clips_per_song=1),
+                           cnn_inputs=("mel", "cqt"), cnn_epochs=1)
     out = root / "out"
     with Library.open(lib_root) as lib:
         report = evaluate(lib, cfg, out_dir=out)
@@ -63,10 +66,10 @@ def test_report_files_and_sections(evaluated):
     assert json.loads((out / "report.json").read_text())["headline"] == report["headline"]
     md = (out / "report.md").read_text()
     for heading in ("Song identification", "Labels by neighbours", "Aggregation", "embedding map", "Search timing",
-                    "Baseline"):
+                    "Baseline", "Classifiers trained on the library's labels"):
         assert heading in md
     for png in ("identification.png", "confusion_neighbours.png", "confusion_baseline.png", "confusion_classifier.png",
-                "map_tsne.png", "map_pca.png"):
+                "map_tsne.png", "map_pca.png", "confusion_classifiers.png"):
         assert (out / png).stat().st_size > 1000, png
         assert png in md
 
@@ -121,6 +124,71 @@ def test_provenance_noted(evaluated):
     assert any("not queried" in note for note in report["split"]["notes"])
     queried = {t["song_id"] for t in report["tracks"]}
     assert not queried & {s.song_id for s in evaluated["songs"][:TRAINED]}
+
+
+def test_trained_classifiers_section(evaluated):
+    """Head, 10-NN vote and the CNN on mel and CQT, learnt from training songs, measured on held-out ones."""
+    trained = evaluated["report"]["sections"]["classifiers"]
+    songs = evaluated["songs"]
+    assert "skipped" not in trained
+    assert [r["method"] for r in trained["results"]] == ["head on embeddings", "10-NN vote (training songs)",
+                                                         "CNN on log-mel", "CNN on CQT"]
+    assert trained["labels"] == ["alpha", "beta", "gamma"]
+    # one held-out track per label, none of them a song the encoder was trained on (songs 0–2)
+    assert trained["heldout_tracks"] == 3 and trained["train_tracks"] == 7
+    held = {s.song_id: s for s in songs if s.song_id in trained["held_out"]}
+    assert sorted(s.labels[0] for s in held.values()) == ["alpha", "beta", "gamma"]
+    assert not set(held) & {s.song_id for s in songs[:TRAINED]}
+    for result in trained["results"]:
+        for how in ("raw", "max", "majority"):
+            assert [x["name"] for x in result["per_label"][how]] == trained["labels"]
+            assert {"precision", "recall", "f1", "ap", "support"} <= set(result["per_label"][how][0])
+            assert 0 <= result["accuracy"][how] <= 1 and result["micro"][how]["support"] == 3
+            assert np.asarray(result["confusion"][how]).sum() == 3
+    assert trained["tags"] == ["bright", "dark"] and set(trained["tag_scores"]) == {"raw", "max", "majority"}
+    md = (evaluated["out"] / "report.md").read_text()
+    section = md[md.index("Classifiers trained on the library's labels"):]
+    for text in ("| head on embeddings | majority |", "| CNN on CQT | raw |", "| gamma |", "| macro |",
+                 "Tags (multi-label", "confusion_classifiers.png"):
+        assert text in section
+    assert any(k.startswith("trained head on embeddings") for k in evaluated["report"]["headline"])
+
+
+def test_classifiers_skipped_without_labels(library_copy, tmp_path):
+    from tuneprint.server.library import Library
+
+    with Library.open(library_copy) as lib:
+        for song in lib.tracks():
+            lib.set_labels(song.song_id, [])
+        report = evaluate(lib, EvalConfig.quick(sections=("classifiers",)), out_dir=tmp_path / "out")
+    trained = report["sections"]["classifiers"]
+    assert "at least two labels" in trained["skipped"] and "results" not in trained
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Not measured: the classifiers need tracks of at least two labels" in md
+    assert not (tmp_path / "out" / "confusion_classifiers.png").exists()
+
+
+def test_split_labelled_by_song():
+    from tuneprint.server.evaluation.classifiers import split_labelled
+
+    songs = _songs(20)  # labels col0 (7 songs), col1 (7), col2 (6)
+    split = split_labelled(songs, holdout=0.3, seed=0)
+    assert split.skipped is None and set(split.parts) == {s.song_id for s in songs}
+    held = [s for s in songs if split.parts[s.song_id] == "test"]
+    assert sorted(s.labels[0] for s in held) == ["col0"] * 2 + ["col1"] * 2 + ["col2"] * 2
+    assert split_labelled(songs, holdout=0.3, seed=0) == split
+    assert split_labelled(songs, holdout=0.3, seed=1).parts != split.parts
+    # songs the encoder was trained on are held out only when a label has no other
+    trained = {s.song_id for s in songs[:12]}
+    split = split_labelled(songs, holdout=0.3, seed=0, trained_on=lambda s: s.song_id in trained)
+    assert not {s for s, part in split.parts.items() if part == "test"} & trained
+    # a label with a single track is learnt, not measured; too few to split, or one label: skipped
+    split = split_labelled(songs[:4], holdout=0.3, seed=0)
+    assert list(split.parts.values()).count("test") == 1 and any("single track" in n for n in split.notes)
+    assert "single track" in split_labelled(songs[:3], holdout=0.3, seed=0).skipped
+    assert "two labels" in split_labelled(songs[::3], holdout=0.3, seed=0).skipped
+    assert "two labels" in split_labelled([replace(s, labels=()) for s in songs], holdout=0.3, seed=0).skipped
+    assert "--holdout 0" in split_labelled(songs, holdout=0.0, seed=0).skipped
 
 
 # -- splits never leak ---------------------------------------------------------------------------
@@ -278,8 +346,39 @@ def test_cli_evaluate(library_path, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "--holdout" in capsys.readouterr().out
-    skip = [a for s in ("identification", "classifier", "baseline", "map", "timing") for a in ("--skip", s)]
+    skip = [a for s in ("identification", "classifier", "baseline", "map", "timing", "classifiers") for a in ("--skip", s)]
     assert main(["evaluate", "--library", str(library_path), "--out", str(tmp_path / "out"), "--json", *skip]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["sections"]["labels"]["all"]["tracks"] == 10
-    assert (tmp_path / "out" / "report.md").is_file()
+    assert "classifiers" not in report["sections"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Classifiers trained" not in md and not (tmp_path / "out" / "confusion_classifiers.png").exists()
+
+
+def test_cli_evaluate_classifiers_on_two_labels(library_path, tmp_path, capsys):
+    """The session library (alpha and beta, no tags): the head and the vote only (no CNN)."""
+    from tuneprint.server.cli import main
+
+    skip = [a for s in ("identification", "labels", "classifier", "baseline", "map", "timing") for a in ("--skip", s)]
+    out = tmp_path / "out"
+    assert main(["evaluate", "--library", str(library_path), "--out", str(out), "--json", "--quick", *skip,
+                 "--cnn-inputs"]) == 0
+    trained = json.loads(capsys.readouterr().out)["sections"]["classifiers"]
+    assert trained["labels"] == ["alpha", "beta"] and trained["cnn_inputs"] == []
+    assert [r["method"] for r in trained["results"]] == ["head on embeddings", "10-NN vote (training songs)"]
+    assert trained["heldout_tracks"] == 2 and trained["train_tracks"] == 8 and not trained["tags"]
+    assert any("no tags" in note for note in trained["notes"])
+    md = (out / "report.md").read_text()
+    assert "| alpha |" in md and "| beta |" in md and "the tag part is left out" in md
+    assert (out / "confusion_classifiers.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, inputs, epochs", [([], ("mel", "cqt"), 10), (["--quick"], ("mel", "cqt"), 3),
+                                                  (["--cnn-inputs"], (), 10),
+                                                  (["--cnn-inputs", "cqt", "--cnn-epochs", "4"], ("cqt",), 4)])
+def test_cli_evaluate_cnn_options(argv, inputs, epochs):
+    from tuneprint.server.cli import build_parser
+    from tuneprint.server.cli.evaluate_command import config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["evaluate", "--library", "lib", *argv]))
+    assert (cfg.cnn_inputs, cfg.cnn_epochs) == (inputs, epochs)

@@ -1,6 +1,8 @@
-"""The classifiers (``tuneprint.server.classify``) measured on the development corpus, split by song.
+"""The classifiers (``tuneprint.server.classify``) measured on held-out songs: on the development
+corpus (``scripts/evaluate_classifiers.py``) and on a user's own library (``tuneprint evaluate``'s
+"classifiers" section, split by :func:`split_labelled`).
 
-The library holds the seen collections' songs (``split_corpus``: train, val and test), each with
+On the corpus, the library holds the seen collections' songs (``split_corpus``: train, val and test), each with
 its collection as label and tags derived from its stored log-mel (:func:`derive_tags`). The
 classifiers learn from the *train* songs only; the *val* and *test* songs (no tuning is done
 here, so both are held out) are the queries. Each query track is read from the library's index
@@ -19,10 +21,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from tuneprint.encoder.splits import song_unit
+from tuneprint.errors import LibraryError, TuneprintError
 
 from .classifier_metrics import LabelScores, label_scores, single_label_scores
 
@@ -97,6 +104,61 @@ def derive_tags(lib, split: dict[str, str]) -> dict[str, tuple[str, ...]]:
     return tags
 
 
+# -- a user's library: its labelled tracks split by song ---------------------------------------
+@dataclass
+class LabelledSplit:
+    """The labelled tracks of a library split by song for the classifiers; ``skipped`` says why
+    nothing can be measured (then ``parts`` is empty)."""
+
+    parts: dict[str, str]  # song_id → "train" | "test"
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def split_labelled(songs, *, holdout: float, seed: int, trained_on: Callable = lambda song: False,
+                   include_trained: bool = False) -> LabelledSplit:
+    """Hold out ``round(holdout · n)`` of each label's ``n`` tracks (at least one, never all), by
+    song, deterministically from file names and ``seed`` (the order of ``plan_split``).
+
+    A track counts under its first label (labels are stored sorted). Songs the encoder was trained
+    on (``trained_on``) are not held out unless ``include_trained`` or a label has no other song.
+    """
+    labelled = [s for s in songs if s.labels]
+    labels = sorted({label for s in labelled for label in s.labels})
+    if len(labels) < 2:
+        return LabelledSplit({}, skipped=f"the classifiers need tracks of at least two labels; the library has "
+                             f"{len(labelled)} labelled tracks (labels: {', '.join(labels) or 'none'}). Label tracks "
+                             "with `tuneprint add --label L` or `tuneprint label SONG_ID --label L`")
+    if holdout <= 0:
+        return LabelledSplit({}, skipped="--holdout 0 holds no track out of the classifiers' training")
+    strata: dict[str, list] = defaultdict(list)
+    for s in labelled:
+        strata[s.labels[0]].append(s)
+    parts, notes = {s.song_id: "train" for s in labelled}, []
+    for label, members in sorted(strata.items()):
+        if len(members) < 2:
+            continue
+        order = sorted(members, key=lambda s: (trained_on(s), song_unit(s.path, salt=f"tuneprint-eval:{seed}"),
+                                               s.song_id))
+        pick = order if include_trained else [s for s in order if not trained_on(s)]
+        if not pick:
+            notes.append(f"every track of {label!r} was in the encoder's training set: its held-out tracks are "
+                         "trained songs and its numbers optimistic")
+            pick = order
+        for s in pick[: min(len(members) - 1, max(1, int(round(holdout * len(members)))))]:
+            parts[s.song_id] = "test"
+    single = sorted(label for label, members in strata.items() if len(members) < 2)
+    if "test" not in parts.values():
+        return LabelledSplit({}, skipped=f"too few labelled tracks to split by song: every label has a single "
+                             f"track ({len(labelled)} labelled tracks)")
+    if single:
+        notes.append(f"labels with a single track are learnt but not measured: {', '.join(single)}")
+    several = sum(len(s.labels) > 1 for s in labelled)
+    if several:
+        notes.append(f"{several} tracks carry several labels: each is scored on its first (alphabetical)")
+    return LabelledSplit(parts, notes)
+
+
 # -- held-out tracks' segment answers --------------------------------------------------------
 def track_patches(lib, song_id: str) -> tuple[np.ndarray, np.ndarray]:
     """A stored track's patch vectors [shape=(p, D)] and their offsets [shape=(p,)], in time order."""
@@ -127,6 +189,8 @@ def cnn_segments(clf, lib, song) -> np.ndarray:
 
     seg = clf.config.segment_s
     S = track_spectrogram(lib, song, clf.config.input)
+    if S is None:
+        raise LibraryError(f"{song.path}: no stored spectrogram (`tuneprint doctor` stores the missing ones)")
     return predict_joint(clf.nets["cnn"], spectrogram_segments(S, lib.features.frame_seconds, seg, seg))[0]
 
 
@@ -172,6 +236,24 @@ class SingleLabelResult:
     segment_accuracy: float = 0.0  # every segment on its own
     train_s: float = 0.0
 
+    def to_dict(self) -> dict:
+        """Plain numbers (NaN as None) for report.json and :func:`.classifiers_report.render`."""
+        return {"method": self.method, "accuracy": {h: _num(a) for h, a in self.accuracy.items()},
+                "macro": {h: scores_dict(x) for h, x in self.macro.items()},
+                "micro": {h: scores_dict(x) for h, x in self.micro.items()},
+                "per_label": {h: [scores_dict(x) for x in rows] for h, rows in self.per_label.items()},
+                "confusion": {h: np.asarray(m).tolist() for h, m in self.confusion.items()},
+                "segment_accuracy": _num(self.segment_accuracy), "train_s": round(self.train_s, 1)}
+
+
+def _num(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), 4)
+
+
+def scores_dict(x: LabelScores) -> dict:
+    return {"name": x.name, "precision": _num(x.precision), "recall": _num(x.recall), "f1": _num(x.f1),
+            "ap": _num(x.ap), "support": int(x.support)}
+
 
 def score_single(method: str, true_index: np.ndarray, segment_probs: list[np.ndarray], names: list[str]) -> SingleLabelResult:
     """Score a method's per-track segment probabilities three ways (aggregate.py)."""
@@ -207,29 +289,6 @@ def tag_truth(song_tags: list[tuple[str, ...]], tags: list[str]) -> np.ndarray:
     return np.array([[t in own or (t == OTHERS and bool(set(own) - known)) for t in tags] for own in song_tags])
 
 
-def plot_confusion(confusion: np.ndarray, names: list[str], title: str, path: str | Path) -> None:
-    """The confusion matrix as a PNG (rows: true label, columns: answered label)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    ax.imshow(confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=11)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("answered")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # -- the whole evaluation --------------------------------------------------------------------
 @dataclass
 class ClassifierEvaluation:
@@ -246,17 +305,29 @@ class ClassifierEvaluation:
     timing_tracks: int = 0
     notes: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """Plain numbers (NaN as None) for report.json and :func:`.classifiers_report.render`."""
+        return {"labels": list(self.labels), "train_tracks": self.train_tracks, "heldout_tracks": self.heldout_tracks,
+                "results": [r.to_dict() for r in self.results], "tags": list(self.tags),
+                "tag_scores": {h: {"per_label": [scores_dict(x) for x in per], "micro": scores_dict(micro),
+                                   "macro": scores_dict(macro)} for h, (per, micro, macro) in self.tag_scores.items()},
+                "tag_counts": dict(self.tag_counts), "timing": {k: round(v, 1) for k, v in self.timing.items()},
+                "timing_tracks": self.timing_tracks, "notes": list(self.notes)}
+
 
 def evaluate_classifiers(lib, split: dict[str, str], *, cnn_inputs=("mel",), cnn_epochs: int = 10,
                          timing_tracks: int = 100, progress=None) -> ClassifierEvaluation:
     """Train on the train songs, answer the held-out (val + test) songs, and time a head on
-    ``timing_tracks`` tracks.
+    ``timing_tracks`` tracks (0: no timing).
 
     Parameters
     ----------
-    lib : the library of :func:`build_library`, tags already derived (:func:`derive_tags`)
-    split : {song_id: "train" | "val" | "test"}
-    cnn_inputs : the CNN's inputs to train and measure ("mel", "cqt"); () for none
+    lib : an open library whose split songs carry labels (on the corpus, :func:`build_library` with
+        tags derived by :func:`derive_tags`; on a user's library, its own labels and tags)
+    split : {song_id: "train" | "val" | "test"}; every held-out song's first label must be among
+        the training songs' labels (:func:`split_labelled` makes such a split)
+    cnn_inputs : the CNN's inputs to train and measure ("mel", "cqt"); () for none. An input that
+        cannot be read (a missing spectrogram, an unreadable file) is left out with a note
     cnn_epochs : the CNN's training epochs (fewer than a head's: it is slow on a CPU)
     """
     from tuneprint.server.classify.config import ClassifierConfig
@@ -288,23 +359,42 @@ def evaluate_classifiers(lib, split: dict[str, str], *, cnn_inputs=("mel",), cnn
     results.append(score_single("10-NN vote (training songs)", true_index, knn_p, names))
     say("head and 10-NN scored")
 
+    notes = []
     for inp in cnn_inputs:
-        t0 = time.perf_counter()
-        cnn, _ = fit_classifier(lib, ClassifierConfig(model="cnn", input=inp, epochs=cnn_epochs), song_ids=train_ids)
-        timing[f"cnn_{inp}"] = time.perf_counter() - t0
+        try:
+            results.append(_cnn_result(lib, inp, cnn_epochs, train_ids, [songs[s] for s in test_ids], true_index, names))
+        except TuneprintError as e:
+            notes.append(f"CNN on {inp} not measured: {e}")
+            continue
+        timing[f"cnn_{inp}"] = results[-1].train_s
         say(f"CNN ({inp}) trained in {timing[f'cnn_{inp}']:.0f} s")
-        res = score_single(f"CNN on {'log-mel' if inp == 'mel' else 'CQT'}", true_index,
-                           [cnn_segments(cnn, lib, songs[s]) for s in test_ids], names)
-        res.train_s = timing[f"cnn_{inp}"]
-        results.append(res)
 
     truth = tag_truth([songs[s].tags for s in test_ids], head.tags)
     tag_scores = score_tags(truth, tag_p, head.tags, head.config.tag_threshold) if head.tags else {}
 
     timing_ids = sorted(songs)[:timing_tracks]
-    t0 = time.perf_counter()
-    fit_classifier(lib, ClassifierConfig(), song_ids=timing_ids)
-    timing["head_100"] = time.perf_counter() - t0
-    say(f"head on {len(timing_ids)} tracks: {timing['head_100']:.0f} s")
+    if timing_ids:
+        t0 = time.perf_counter()
+        fit_classifier(lib, ClassifierConfig(), song_ids=timing_ids)
+        timing["head_100"] = time.perf_counter() - t0
+        say(f"head on {len(timing_ids)} tracks: {timing['head_100']:.0f} s")
     return ClassifierEvaluation(names, len(train_ids), len(test_ids), results, head.tags, tag_scores,
-                                dict(zip(head.tags, truth.sum(axis=0).astype(int).tolist())), timing, len(timing_ids))
+                                dict(zip(head.tags, truth.sum(axis=0).astype(int).tolist())), timing, len(timing_ids),
+                                notes)
+
+
+def _cnn_result(lib, inp: str, epochs: int, train_ids: list[str], test_songs: list, true_index: np.ndarray,
+                names: list[str]) -> SingleLabelResult:
+    """Train the CNN on ``inp`` ("mel", "cqt") and score it on the held-out songs."""
+    from tuneprint.server.classify.config import ClassifierConfig
+    from tuneprint.server.classify.train import fit_classifier
+
+    t0 = time.perf_counter()
+    cnn, _ = fit_classifier(lib, ClassifierConfig(model="cnn", input=inp, epochs=epochs), song_ids=train_ids)
+    train_s = time.perf_counter() - t0
+    if cnn.labels != names:
+        raise LibraryError(f"its training tracks gave other labels ({', '.join(cnn.labels)})")
+    res = score_single(f"CNN on {'log-mel' if inp == 'mel' else 'CQT'}", true_index,
+                       [cnn_segments(cnn, lib, song) for song in test_songs], names)
+    res.train_s = train_s
+    return res

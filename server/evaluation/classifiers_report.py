@@ -1,4 +1,6 @@
-"""The classifiers' benchmark as a docs/BENCHMARKS.md section (markdown tables)."""
+"""The classifiers' figures as markdown: the docs/BENCHMARKS.md section of the corpus benchmark
+(:func:`run_benchmark`), and the part of a library's ``tuneprint evaluate`` report (:func:`render`,
+from report.json's numbers); the confusion matrix as a PNG."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +9,9 @@ import os
 import time
 from pathlib import Path
 
-from .classifiers import HOW, ClassifierEvaluation, build_library, derive_tags, evaluate_classifiers, plot_confusion
+import numpy as np
+
+from .classifiers import HOW, ClassifierEvaluation, build_library, derive_tags, evaluate_classifiers
 
 log = logging.getLogger(__name__)
 SECTION = ("classifiers", "Classifiers: labels and tags (head, CNN, 10-NN vote)")
@@ -19,50 +23,108 @@ def _f(x: float) -> str:
 
 def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c if isinstance(c, str) else _f(c) if isinstance(c, float) else str(c) for c in r) + " |"
+    lines += ["| " + " | ".join(c if isinstance(c, str) else _f(c) if c is None or isinstance(c, float) else str(c)
+                                for c in r) + " |"
               for r in rows]
     return "\n".join(lines)
 
 
-def render(ev: ClassifierEvaluation, *, figure: str, setup: str) -> str:
-    """The section's body: setup, the single-label table (methods × aggregations), per-label figures,
-    the tags' figures and the training times."""
-    head, knn = ev.results[0], ev.results[1]
+def _scores_row(x: dict) -> list:
+    return [x["name"], x["precision"], x["recall"], x["f1"], x["ap"], x["support"]]
+
+
+def render(ev: ClassifierEvaluation | dict, *, figure: str | None, setup: str, label_kind: str = "collection") -> str:
+    """The section's body: setup, the single-label table (methods × aggregations), per-label figures
+    (with micro and macro averages), the tags' figures and the training times.
+
+    Parameters
+    ----------
+    ev : the evaluation, or its :meth:`~.classifiers.ClassifierEvaluation.to_dict` (report.json's form)
+    figure : the confusion matrix PNG's link (None: no figure)
+    setup : what was measured on what (the corpus benchmark's or a library's words)
+    label_kind : what a label is, for the table's title ("collection" on the corpus)
+    """
+    ev = ev.to_dict() if isinstance(ev, ClassifierEvaluation) else ev
+    results = ev["results"]
+    head, knn = results[0], results[1]
     parts = [setup.strip(), ""]
-    rows = []
-    for r in ev.results:
-        for how in HOW:
-            rows.append([r.method, how, r.accuracy[how], r.macro[how].precision, r.macro[how].recall,
-                         r.macro[how].f1, r.macro[how].ap, r.micro[how].ap])
-    parts += [f"**Single label (collection), {ev.heldout_tracks} held-out tracks, {len(ev.labels)} labels, "
-              f"trained on {ev.train_tracks} tracks** — track answers from 3-s segments, three aggregations "
+    rows = [[r["method"], how, r["accuracy"][how], r["macro"][how]["precision"], r["macro"][how]["recall"],
+             r["macro"][how]["f1"], r["macro"][how]["ap"], r["micro"][how]["ap"]] for r in results for how in HOW]
+    parts += [f"**Single label ({label_kind}), {ev['heldout_tracks']} held-out tracks, {len(ev['labels'])} labels, "
+              f"trained on {ev['train_tracks']} tracks** — track answers from 3-s segments, three aggregations "
               "(micro P = R = F1 = accuracy for single-label answers):", "",
               _table(["method", "aggregation", "accuracy", "macro P", "macro R", "macro F1", "macro AP", "micro AP"], rows),
-              "", "Every segment on its own: " + ", ".join(f"{r.method} {r.segment_accuracy:.3f}" for r in ev.results) + ".", ""]
-    best_knn = max(knn.macro[h].f1 for h in HOW)
-    parts += [f"Trained head vs 10-NN vote on seen labels (raw aggregation): macro F1 {head.macro['raw'].f1:.3f} vs "
-              f"{knn.macro['raw'].f1:.3f}, accuracy {head.accuracy['raw']:.3f} vs {knn.accuracy['raw']:.3f} — "
-              f"the head {'beats' if head.macro['raw'].f1 > best_knn else 'does not beat'} the vote "
-              f"(the vote's best aggregation: macro F1 {best_knn:.3f}).", ""]
+              "", "Every segment on its own: " + ", ".join(f"{r['method']} {_f(r['segment_accuracy'])}"
+                                                          for r in results) + ".", ""]
+    best_knn = max(knn["macro"][h]["f1"] for h in HOW)
+    parts += [f"Trained head vs 10-NN vote on seen labels (raw aggregation): macro F1 {_f(head['macro']['raw']['f1'])} vs "
+              f"{_f(knn['macro']['raw']['f1'])}, accuracy {_f(head['accuracy']['raw'])} vs {_f(knn['accuracy']['raw'])} — "
+              f"the head {'beats' if head['macro']['raw']['f1'] > best_knn else 'does not beat'} the vote "
+              f"(the vote's best aggregation: macro F1 {_f(best_knn)}).", ""]
     parts += ["Per label, head on embeddings, raw aggregation:", "",
-              _table(["label", "precision", "recall", "F1", "AP", "held-out tracks"], [x.row() for x in head.per_label["raw"]]),
-              "", f"Confusion matrix (head, raw): ![confusion]({figure})", ""]
-    if ev.tag_scores:
-        per, micro, macro = ev.tag_scores["raw"]
-        parts += [f"**Tags (multi-label, sigmoid head, threshold 0.5), raw aggregation**, {len(ev.tags)} tags:", "",
-                  _table(["tag", "precision", "recall", "F1", "AP", "held-out tracks"],
-                         [x.row() for x in per] + [micro.row(), macro.row()]), "",
-                  "Tags by aggregation: " + "; ".join(
-                      f"{how}: micro F1 {ev.tag_scores[how][1].f1:.3f}, macro F1 {ev.tag_scores[how][2].f1:.3f}, "
-                      f"macro AP {ev.tag_scores[how][2].ap:.3f}" for how in HOW) + ".", ""]
-    t = ev.timing
-    parts += ["**Training time** (wall clock, this machine, shared with other jobs): " + ", ".join(
-        [f"head on {ev.train_tracks} training tracks {t['head_train_split']:.0f} s"]
-        + [f"{r.method} {r.train_s:.0f} s" for r in ev.results[2:]]
-        + [f"**head on a {ev.timing_tracks}-track library {t['head_100']:.0f} s** "
-           f"({'under' if t['head_100'] < 120 else 'over'} 2 minutes)"]) + "."]
-    parts += [""] + [f"- {n}" for n in ev.notes]
+              _table(["label", "precision", "recall", "F1", "AP", "held-out tracks"],
+                     [_scores_row(x) for x in head["per_label"]["raw"]]
+                     + [_scores_row(head["micro"]["raw"]), _scores_row(head["macro"]["raw"])]), ""]
+    if len(results) > 2:
+        parts += ["Per-label F1 of every method, raw aggregation:", "",
+                  _table(["label"] + [r["method"] for r in results],
+                         [[name] + [r["per_label"]["raw"][j]["f1"] for r in results]
+                          for j, name in enumerate(ev["labels"])]), ""]
+    if figure:
+        parts += [f"Confusion matrix (head, raw): ![confusion]({figure})", ""]
+    parts += _render_tags(ev)
+    parts += [_render_timing(ev)]
+    parts += [""] + [f"- {n}" for n in ev["notes"]]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _render_tags(ev: dict) -> list[str]:
+    if not ev["tag_scores"]:
+        return []
+    raw = ev["tag_scores"]["raw"]
+    return [f"**Tags (multi-label, sigmoid head, threshold 0.5), raw aggregation**, {len(ev['tags'])} tags:", "",
+            _table(["tag", "precision", "recall", "F1", "AP", "held-out tracks"],
+                   [_scores_row(x) for x in raw["per_label"]] + [_scores_row(raw["micro"]), _scores_row(raw["macro"])]),
+            "", "Tags by aggregation: " + "; ".join(
+                f"{how}: micro F1 {_f(ev['tag_scores'][how]['micro']['f1'])}, macro F1 "
+                f"{_f(ev['tag_scores'][how]['macro']['f1'])}, macro AP {_f(ev['tag_scores'][how]['macro']['ap'])}"
+                for how in HOW) + ".", ""]
+
+
+def _render_timing(ev: dict) -> str:
+    t = ev["timing"]
+    said = [f"head on {ev['train_tracks']} training tracks {t['head_train_split']:.0f} s"]
+    said += [f"{r['method']} {r['train_s']:.0f} s" for r in ev["results"][2:]]
+    if "head_100" in t:
+        said.append(f"**head on a {ev['timing_tracks']}-track library {t['head_100']:.0f} s** "
+                    f"({'under' if t['head_100'] < 120 else 'over'} 2 minutes)")
+    return "**Training time** (wall clock, this machine, shared with other jobs): " + ", ".join(said) + "."
+
+
+def plot_confusion(confusion: np.ndarray, names: list[str], title: str, path: str | Path) -> str:
+    """The confusion matrix as a PNG (rows: true label, columns: answered label); returns its file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion)
+    size = max(1.0, len(names) / 5)  # more labels, a bigger figure
+    fig, ax = plt.subplots(figsize=(4.8 * size, 4.2 * size))
+    ax.imshow(confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=11)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("answered")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path).name
 
 
 def run_benchmark(corpus: str | Path, library: str | Path, benchmarks: str | Path | None, figure: str | Path, *,

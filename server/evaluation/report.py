@@ -32,6 +32,13 @@ def write_report(report: dict, out_dir: Path) -> None:
     if sections.get("classifier", {}).get("all"):
         figures["confusion_classifier"] = plot_confusions({"all": sections["classifier"]["all"]},
                                                           out_dir / "confusion_classifier.png", "classifier head")
+    trained = sections.get("classifiers") or {}
+    if trained.get("results"):
+        from .classifiers_report import plot_confusion
+
+        figures["confusion_classifiers"] = plot_confusion(
+            trained["results"][0]["confusion"]["raw"], trained["labels"],
+            f"head on embeddings, raw: {trained['heldout_tracks']} held-out tracks", out_dir / "confusion_classifiers.png")
     report["figures"] = {k: v for k, v in figures.items() if v}
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     (out_dir / "report.md").write_text(render_markdown(report))
@@ -61,13 +68,16 @@ def render_markdown(report: dict) -> str:
         md += _md_identification(report, sections["identification"])
     if sections.get("labels"):
         md += _md_labels(report, sections["labels"])
-    md += _md_aggregation(report, sections)
+    if any(key in sections for key in ("labels", "baseline", "classifier")):
+        md += _md_aggregation(report, sections)
     if sections.get("map"):
         md += _md_map(report, sections["map"])
     if sections.get("timing"):
         md += _md_timing(sections["timing"])
     if sections.get("baseline"):
         md += _md_baseline(report, sections["baseline"], bool(sections.get("map")))
+    if sections.get("classifiers"):
+        md += _md_classifiers(report, sections["classifiers"])
     md.append("Numbers: `report.json` (per-track answers under `tracks`).\n")
     return "\n".join(md)
 
@@ -211,6 +221,26 @@ def _md_baseline(report: dict, base: dict, has_map: bool) -> list[str]:
             _figure(report, "confusion_baseline", "confusion matrix of the MFCC baseline")]
 
 
+def _md_classifiers(report: dict, trained: dict) -> list[str]:
+    md = ["## 7. Classifiers trained on the library's labels\n"]
+    if trained.get("skipped"):
+        return md + [f"Not measured: {trained['skipped']}.\n"]
+    from .classifiers_report import render
+
+    inputs = " and ".join({"mel": "log-mel", "cqt": "CQT"}[i] for i in trained["cnn_inputs"])
+    cnn = f"; the CNN {trained['cnn_epochs']} epochs on {inputs}" if inputs else "; no CNN"
+    setup = (f"The library's labelled tracks, split by song (deterministic from file names and seed {trained['seed']}): "
+             f"of each label's tracks a share of {trained['holdout']:g} (at least one, when the label has two or more) "
+             f"is held out, {trained['heldout_tracks']} tracks in all; the classifiers learn from the other "
+             f"{trained['train_tracks']} (`ClassifierConfig()` defaults: the head of depth 1, class weights, 30 epochs"
+             f"{cnn}). Held-out tracks are read from the library's stored embeddings and log-mel (the CQT from their "
+             "files), cut into non-overlapping 3-s segments. The 10-NN vote: each segment's patches vote with their 10 "
+             "nearest patches of the training tracks only. Labels and tags: the library's own.")
+    notes = "".join(f" {n[0].upper()}{n[1:]}." for n in trained.get("split_notes", []))
+    return md + [render(trained, figure=report["figures"].get("confusion_classifiers"), setup=setup + notes,
+                        label_kind="the library's labels")]
+
+
 def _noise(report: dict) -> str:
     noise = report.get("noise") or {}
     return f"{noise['recorded_files']} recorded noises" if noise.get("recorded_files") else "white/pink/brown noise"
@@ -246,6 +276,8 @@ def headline(report: dict) -> dict:
             if isinstance(scores, dict) and scores.get("tracks"):
                 out[f"{method} track accuracy {group}"] = scores["max_probability"]
                 out[f"{method} sub-track accuracy {group}"] = scores["raw"]
+    for result in (report["sections"].get("classifiers") or {}).get("results", []):
+        out[f"trained {result['method']} track accuracy held-out"] = result["accuracy"]["raw"]
     return out
 
 

@@ -17,6 +17,9 @@ Sections (each in its own module; this one plans the run and ties them together)
 - the MFCC-statistics baseline: the same patches and the same k-NN votes;
 - the embedding map (t-SNE and PCA, coloured by label; :mod:`.figures`);
 - search timing with recall (:mod:`.timing`);
+- the classifiers trained on the library's own labels and tags (:mod:`.classifiers`): a head on
+  the embeddings, the CNN on log-mel and CQT and the 10-NN vote, learnt from the training songs of
+  a split by song and measured on the held-out ones;
 - ``report.md``, ``report.json`` and the PNGs (:mod:`.report`).
 
 Splits are by song (:mod:`.data`); songs the encoder was trained on are not queried
@@ -49,7 +52,7 @@ from .timing import TimingConfig, search_timing
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("identification", "labels", "classifier", "baseline", "map", "timing")
+SECTIONS = ("identification", "labels", "classifier", "baseline", "map", "timing", "classifiers")
 REPORT_VERSION = 1
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -70,15 +73,17 @@ class EvalConfig:
     classifier: str | None = None  # a checkpoint with a classifier head, when the library's model has none
     include_trained: bool = False  # also query songs the encoder was trained on
     threads: int = 0  # torch and BLAS threads while evaluating; 0 = leave as they are (1 is faster on a busy machine)
+    cnn_inputs: tuple[str, ...] = ("mel", "cqt")  # the trained CNN's inputs in "classifiers"; () for none
+    cnn_epochs: int = 10
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def quick(cls, **overrides) -> "EvalConfig":
-        """A fast run for checks: 1- and 3-s clips, one per song, small map and timing sample."""
+        """A fast run for checks: 1- and 3-s clips, one per song, small map and timing sample, 3 CNN epochs."""
         base = cls(clips=ClipConfig(durations_s=(1.0, 3.0), clips_per_song=1), map_points=300,
-                   timing=TimingConfig(max_vectors=2000, queries=20, ks=(10, 30, 100), pq_m=16))
+                   timing=TimingConfig(max_vectors=2000, queries=20, ks=(10, 30, 100), pq_m=16), cnn_epochs=3)
         return replace(base, **overrides)
 
 
@@ -167,6 +172,9 @@ def _evaluate(lib, cfg: EvalConfig, out_dir, progress: Progress | None) -> dict:
         report["sections"]["timing"] = search_timing(plan.snippets.vectors, cfg.timing,
                                                      progress=lambda d, t: progress and progress("timing", d, t))
         clock.lap("search timing")
+    if "classifiers" in plan.sections:
+        report["sections"]["classifiers"] = classifiers_section(lib, cfg, plan, progress)
+        clock.lap("trained classifiers")
     report["stage_seconds"] = clock.stages
     report["tracks"] = track_table(plan.songs, answers.groups, answers.table(plan.labels, head))
     return _finish(report, out_dir, clock.started)
@@ -341,3 +349,37 @@ def baseline_section(ref: BaselineReference, plan: Plan, q: LabelQueries,
                          f"cosine) per 3-s patch, the same {q.k}-NN vote",
                **_by_group(answers, groups, plan.labels)}
     return section, answers
+
+
+def classifiers_section(lib, cfg: EvalConfig, plan: Plan, progress: Progress | None) -> dict:
+    """Classifiers learnt from the library's own labels and tags on a split by song, measured on the
+    held-out songs; ``skipped`` says why not, when they cannot be."""
+    from tuneprint.errors import LibraryError
+
+    from .classifiers import evaluate_classifiers, split_labelled
+
+    stored = [plan.songs[i] for i in np.unique(plan.snippets.song)]  # songs without snippets cannot be read
+    split = split_labelled(stored, holdout=cfg.holdout, seed=cfg.seed, trained_on=plan.provenance.trained_on,
+                           include_trained=cfg.include_trained)
+    section = {"holdout": cfg.holdout, "seed": cfg.seed, "cnn_inputs": list(cfg.cnn_inputs),
+               "cnn_epochs": cfg.cnn_epochs, "split_notes": split.notes,
+               "held_out": sorted(s for s, part in split.parts.items() if part == "test")}
+    if split.skipped:
+        return {**section, "skipped": split.skipped}
+    total = 2 + len(cfg.cnn_inputs)  # the head, the 10-NN vote, each CNN
+    done = iter(range(1, total + 1))
+
+    def say(message: str) -> None:
+        log.info(message)
+        if progress:
+            progress("classifiers", next(done, total), total)
+
+    try:
+        ev = evaluate_classifiers(lib, split.parts, cnn_inputs=cfg.cnn_inputs, cnn_epochs=cfg.cnn_epochs,
+                                  timing_tracks=0, progress=say)
+    except LibraryError as e:
+        return {**section, "skipped": str(e)}
+    if not ev.tags:
+        ev.notes.append("the training tracks carry no tags (`tuneprint label SONG_ID TAG...`, `tuneprint add --tag T`): "
+                        "the tag part is left out")
+    return {**section, **ev.to_dict()}
