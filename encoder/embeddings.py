@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .features import FeatureConfig, audio_to_patches_and_spectrogram
-from .style import StyleModel, trunk_forward
+from .style import STYLE_HOP_FRAMES, StyleModel, trunk_forward
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ class Embeddings:
     offsets_s: np.ndarray  # [shape=(p,), dtype=float32], start of each patch in the audio
     # [shape=(n_mels, frames)] dB log-mel of the whole audio, for verification (index/verify.py)
     spectrogram: np.ndarray | None = None
-    # [shape=(p, d_style), dtype=float32] unit-norm style vectors of the same patches (encoder/style.py);
-    # None when the embedder has no style head
+    # [shape=(p', d_style), dtype=float32] unit-norm style vectors of every few patches, ≈1.5 s apart
+    # (encoder/style.py); None when the embedder has no style head
     style: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -50,14 +50,16 @@ class Embedder:
                 out[i : i + len(x)] = self.net.embed(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
         return out
 
-    def embed_patches_with_style(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Patches → (unit-norm fingerprints [p, D], unit-norm style vectors [p, d_style]), one trunk pass."""
+    def embed_patches_with_style(self, patches: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Patches → (unit-norm fingerprints [p, D], unit-norm style vectors [ceil(p / every), d_style]), one
+        trunk pass; style from every ``every``-th patch (the first always)."""
         out = np.empty((len(patches), self.dim), dtype=np.float32)
         stats = []
         with torch.inference_mode():
             for i in range(0, len(patches), self.batch_size):
                 x = torch.from_numpy(patches[i : i + self.batch_size]).unsqueeze(1).to(self.device)
-                e, s = trunk_forward(self.net, x.contiguous(memory_format=torch.channels_last))
+                rows = torch.arange((-i) % every, len(x), every, device=self.device)
+                e, s = trunk_forward(self.net, x.contiguous(memory_format=torch.channels_last), rows)
                 out[i : i + len(x)] = e.float().cpu().numpy()
                 stats.append(s.float().cpu().numpy())
         return out, self.style.vectors(np.concatenate(stats))
@@ -68,5 +70,5 @@ class Embedder:
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
         if self.style is None:
             return Embeddings(self.embed_patches(patches), offsets, S_db)
-        vectors, style = self.embed_patches_with_style(patches)
+        vectors, style = self.embed_patches_with_style(patches, every=max(1, STYLE_HOP_FRAMES // hop_frames))
         return Embeddings(vectors, offsets, S_db, style)

@@ -31,20 +31,25 @@ DEFAULT_STYLE = Path(__file__).resolve().parent / "weights" / "style.safetensors
 FORMAT_VERSION = 1
 
 
-def trunk_forward(net: EncoderNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass of the trunk → (unit-norm fingerprint embedding (B, D), style statistics (B, S)).
+def trunk_forward(net: EncoderNet, x: torch.Tensor,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of the trunk → (unit-norm fingerprint embedding (B, D), style statistics (R, S)).
 
     The statistics are each stage's per-channel mean and standard deviation, so
-    S = 2 · (64 + 128 + 256 + 512) = 1,920 for ResNet18.
+    S = 2 · (64 + 128 + 256 + 512) = 1,920 for ResNet18, for the patches ``rows`` (indices into the
+    batch; all when None): a track's style needs patches about 1.5 s apart, not every stored one.
     """
     h = net.backbone.stem(x)
     stats = []
     for stage in net.backbone.stages:
         h = stage(h)
-        flat = h.flatten(2)
+        flat = (h if rows is None else h[rows]).flatten(2)
         stats += [flat.mean(dim=2), flat.std(dim=2)]
     pooled = torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)  # the same ops as EncoderNet.embed: same numbers
     return F.normalize(net.projection(pooled), dim=1), torch.cat(stats, dim=1)
+
+
+STYLE_HOP_FRAMES = 32  # ≈1.5 s between the patches whose statistics make a style vector (as in training)
 
 
 @dataclass(frozen=True)
