@@ -1,10 +1,12 @@
 """Train the music / non-music gate on the development corpus, measure it, ship it.
 
-    python scripts/train_gate.py --corpus data/corpus
+    python scripts/train_gate.py --corpus data/corpus --debs data/debs --cache /tmp/gate-cache
 
 Writes encoder/weights/gate.safetensors (for the shipped encoder) and the "Music / non-music
-gate" section of docs/BENCHMARKS.md. Needs espeak-ng for the speech clips. The embedded clips
-are kept in --cache, so a second run only refits.
+gate" section of docs/BENCHMARKS.md. Reads the corpus with its style collections
+(scripts/fetch_corpus.py) and the short sounds of their Debian packages, unpacked under
+--debs/raw (kept there by fetching without --remove-debs). Needs espeak-ng for the speech clips.
+The embedded clips are kept in --cache, so a second run only refits.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
+    p.add_argument("--debs", type=Path, default=ROOT / "data" / "debs",
+                   help="the package cache whose raw/ holds the unpacked packages (their short sounds)")
     p.add_argument("--model", default="default", help="the encoder whose embeddings the gate reads")
     p.add_argument("--out", type=Path, default=ROOT / "encoder" / "weights" / "gate.safetensors")
     p.add_argument("--benchmarks", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
@@ -33,8 +37,11 @@ def main() -> None:
     missing = missing_speech_tool()
     if missing:
         p.error(f"needs {missing}")
+    raw = args.debs / "raw"
+    if not (raw / ".extracted").is_dir():
+        p.error(f"no unpacked packages in {raw}: fetch the corpus keeping its package cache (scripts/fetch_corpus.py)")
     train_gate(args.corpus, args.out, None if args.no_benchmarks else args.benchmarks, model_spec=args.model,
-               cache=args.cache, cfg=GateDataConfig(seed=args.seed), whole_files=not args.no_whole_files)
+               cache=args.cache, cfg=GateDataConfig(seed=args.seed), whole_files=not args.no_whole_files, raw=raw)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,72 @@ def test_training_features_are_the_features_the_gate_reads(embedder):
     np.testing.assert_allclose(data.x, want, atol=2e-3)  # the log-mel is kept in float16
 
 
+def test_the_threshold_is_the_one_closest_to_meeting_both_floors():
+    """gate.choose_threshold on validation clips: where music and sounds separate, a threshold
+    between them meets both floors; where they overlap, no threshold leaves them nearer."""
+    from types import SimpleNamespace
+
+    from tuneprint.server.evaluation.gate import THRESHOLDS, choose_threshold, floor_gap
+
+    rng = np.random.default_rng(0)
+    label = np.repeat([1, 0, 0], 200)
+    data = SimpleNamespace(label=label, kind=np.repeat(["music", "sound", "sequence"], 200))
+    apart = np.concatenate([rng.uniform(0.6, 1.0, 200), rng.uniform(0.0, 0.3, 400)])
+    t = choose_threshold(apart, data)
+    assert apart[200:].max() < t <= apart[:200].min() and floor_gap(apart, data, t) == 0.0
+    overlap = np.concatenate([rng.beta(5, 2, 200), rng.beta(2, 5, 400)])
+    t = choose_threshold(overlap, data)
+    assert floor_gap(overlap, data, t) > 1.0
+    assert all(floor_gap(overlap, data, t) <= floor_gap(overlap, data, other) for other in THRESHOLDS)
+
+
+def test_a_packages_short_sounds_leave_out_its_music_its_jingles_and_repeats(tmp_path):
+    """gate_data.package_sounds: what a Debian package adds to the non-music, read from its unpacked
+    files (the listing under raw/.extracted names them, as dpkg -c does)."""
+    from tuneprint.server.evaluation.gate_data import package_sounds
+
+    raw = tmp_path / "raw"
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
+    files = {"usr/share/games/g/sounds/shot.wav": tone[: SR // 2],  # a sound effect
+             "usr/share/games/g/sounds/boom.wav": clicks(2.0),
+             "usr/share/games/g/sounds/copy.wav": clicks(2.0),  # the same content again
+             "usr/share/games/g/sounds/tick.wav": tone[: SR // 10],  # under 0.2 s
+             "usr/share/games/g/sounds/stage1.ogg": np.tile(tone, 31),  # the package's music (≥ 30 s)
+             "usr/share/games/g/sounds/jingle.ogg": np.tile(tone, 5),  # short, beside it in its format
+             "usr/share/games/g/music/intro.ogg": np.tile(tone, 8)}  # short, in a music folder
+    for name, y in files.items():
+        write(raw / Path(name).parent, Path(name).name, y)
+    listing = "\n".join(f"-rw-r--r-- root/root 1 2020-01-01 00:00 ./{name}" for name in files)
+    (raw / ".extracted").mkdir()
+    (raw / ".extracted" / "g-data_1.0_all.deb").write_text(listing)
+    found = package_sounds(raw, "g-data", ("sounds",))
+    assert sorted(f.name for f in found) in (["boom.wav", "shot.wav"], ["copy.wav", "shot.wav"])
+    assert package_sounds(raw, "other-data", ("sounds",)) == []
+
+
+def test_gate_splits_share_no_song_and_spread_a_collections_clips_over_its_songs(tmp_path):
+    from tuneprint.server.evaluation.gate_data import GateDataConfig, music_songs, sound_collections
+
+    cfg = GateDataConfig()
+    lo, hi = cfg.song_clips[0]
+    per_song = [cfg.per_song(n, "train") for n in range(1, 200)]
+    assert per_song[0] == hi and per_song[-1] == lo and per_song == sorted(per_song, reverse=True)
+    assert not set(sound_collections("train")) & (set(sound_collections("val")) | set(sound_collections("test")))
+    assert not set(sound_collections("val")) & set(sound_collections("test"))
+
+    rows = [(f"music/{c}/s{i}.ogg", c) for c in ("wesnoth", "hedgewars", "supertuxkart", "pushover") for i in range(12)]
+    rows += [(f"music/{c}/s{i}.ogg", c) for c in ("ufoai", "singularity", "hyperrogue") for i in range(6)]
+    for name, chosen in (("manifest.csv", rows[:48]), ("style-manifest.csv", rows)):
+        (tmp_path / name).write_text("path,label,seconds,sha256\n" + "".join(f"{p},{c},60,x\n" for p, c in chosen))
+    splits = {split: {p for p, _ in music_songs(tmp_path, split)} for split in ("train", "val", "test")}
+    assert not splits["train"] & (splits["val"] | splits["test"]) and not splits["val"] & splits["test"]
+    assert sum(len(v) for v in splits.values()) == len(rows)
+    collections = {split: {Path(p).parent.name for p in v} for split, v in splits.items()}
+    assert "singularity" in collections["val"] and "hyperrogue" in collections["test"]
+    assert "singularity" not in collections["train"] | collections["test"]
+    assert not {"pushover", "hyperrogue"} & collections["train"]
+
+
 def test_a_gate_is_refused_for_another_encoder(tmp_path, embedder):
     d = embedder.dim + N_STATISTICS
     gate = Gate("sha256:someone-else", 0.5, np.zeros(d, np.float32), np.ones(d, np.float32),

@@ -1,25 +1,35 @@
-"""The clips the music / non-music gate learns from and is measured on, split by file and by package.
+"""The clips the music / non-music gate learns from and is measured on, split by song and by package.
 
-=========  ========================================  ==========================================
-split      music (label 1)                           non-music (label 0)
-=========  ========================================  ==========================================
-train      train songs of the training collections   ``noise/`` files (80 % by file name),
-           (:func:`corpus.split_corpus`)             speech of 11 training voices' languages,
-                                                     synthetic noises, hums, drones, clicks
-val        val songs of the training collections     the other 20 % of ``noise/`` files, speech
-                                                     in 3 other languages, synthetic
-test       test songs, and every song of the         ``noise-heldout/`` (packages never used in
-           unseen collections                        training), speech in other languages,
-                                                     voices and sentences, synthetic
-=========  ========================================  ==========================================
+=========  ==========================================  =========================================
+split      music (label 1)                             non-music (label 0)
+=========  ==========================================  =========================================
+train      train songs of the identification corpus    ``noise/`` files (80 % by file name), the
+           (:func:`corpus.split_corpus`) and the       short sounds of the train collections'
+           style collections' train songs              packages, speech of 11 training voices'
+           (:func:`corpus.split_style_corpus`)         languages, synthetic noises, hums, clicks
+val        val songs of the identification corpus      the other 20 % of ``noise/`` files, the
+           and every song of the style val             short sounds of the val collections'
+           collections                                 packages, speech in 3 other languages,
+                                                       synthetic
+test       test songs, every song of the unseen        ``noise-heldout/`` and the short sounds of
+           collections, the style collections'         the unseen collections' packages (none
+           held-out songs and unseen collections       ever trained on), speech in other
+                                                       languages, voices and sentences, synthetic
+=========  ==========================================  =========================================
+
+No song, sound file or voice of a test split is trained on; the packages of the val and test
+splits' sounds are not those of training. A package's short sounds (:func:`package_sounds`) are
+read from the unpacked Debian packages (``data/debs/raw``, :func:`corpus.package_root`).
 
 Every clip lasts :attr:`GateDataConfig.clip_s`. Music clips are heard under each condition of
 :mod:`.clips` (clean, noise, phone, reverb), the noise mixed in coming from the same split's
-sounds and speech, so noisy or phoned music is still music. Non-music clips are single sounds
-(files of at least 1 s, the shortest query), "sequences" (2–6 of the split's sounds, also the
-short ones, scattered over a clip, as a game or a street sounds), speech (``espeak-ng``: a voice
-reading three sentences) and synthetic sounds; each is heard under a random condition (every
-condition for the held-out packages' single sounds).
+sounds and speech, so noisy or phoned music is still music; a collection's clips are spread over
+its songs (:meth:`GateDataConfig.per_song`), so the big collections do not outweigh the rest.
+Non-music clips are single sounds (files of at least 1 s, the shortest query), "sequences" (2–6
+of the split's sounds, also the short ones, scattered over a clip, as a game or a street sounds),
+speech (``espeak-ng``: a voice reading three sentences) and synthetic sounds; each is heard under
+a random condition, except the held-out packages' single sounds (val and test), heard under every
+condition.
 """
 from __future__ import annotations
 
@@ -28,6 +38,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -39,7 +50,9 @@ from tuneprint.encoder.augment import colored_noise, tonal_noise
 from tuneprint.errors import AudioError
 
 from .clips import ClipConfig, degrade_clip, noise_files
-from .corpus import split_corpus
+from .corpus import (MAX_NOISE_SECONDS, MIN_MUSIC_SECONDS, STYLE_MUSIC, STYLE_UNSEEN_COLLECTIONS,
+                     STYLE_VAL_COLLECTIONS, duration, is_style_fetched, package_root, split_corpus,
+                     split_style_corpus)
 from .noise import SENTENCES, TRAIN_SENTENCES, TRAIN_VOICES, VOICES
 
 log = logging.getLogger(__name__)
@@ -61,10 +74,14 @@ SPEECH = {
 SYNTHETIC = ("white", "pink", "brown", "hum", "drone", "call", "bell", "clicks", "rumble", "hiss")
 
 
+DATA_VERSION = "gate-data-v2"  # what gate_clips makes; part of the cache's name
+
+
 @dataclass(frozen=True)
 class GateDataConfig:
     clip_s: float = 3.0
-    music_clips: tuple[int, int, int] = (12, 10, 12)  # per song and condition, in train / val / test
+    collection_clips: tuple[int, int, int] = (120, 60, 60)  # music clips per collection and condition, spread
+    song_clips: tuple[tuple[int, int], ...] = ((3, 12), (3, 10), (3, 8))  # over its songs: at least, at most per song
     sound_clips: int = 3  # at most, from one long sound file
     sequences: tuple[int, int, int] = (2000, 300, 400)
     utterances: tuple[int, int, int] = (240, 60, 100)  # each gives 2 clips
@@ -75,6 +92,11 @@ class GateDataConfig:
 
     def count(self, values: tuple[int, int, int], split: str) -> int:
         return values[SPLITS.index(split)]
+
+    def per_song(self, songs_in_collection: int, split: str) -> int:
+        """Music clips per condition from each song of a collection that has this many songs in ``split``."""
+        lo, hi = self.song_clips[SPLITS.index(split)]
+        return int(np.clip(round(self.count(self.collection_clips, split) / max(1, songs_in_collection)), lo, hi))
 
 
 @dataclass(frozen=True)
@@ -94,23 +116,68 @@ def file_unit(path: Path) -> float:
 
 
 def sound_files(corpus: Path, split: str, cfg: GateDataConfig) -> list[Path]:
-    """The non-music recordings of ``split``: ``noise/`` by file for train and val, ``noise-heldout/`` for test."""
+    """The corpus's non-music recordings of ``split``: ``noise/`` by file for train and val,
+    ``noise-heldout/`` for test."""
     if split == "test":
         return noise_files(corpus / "noise-heldout")
     files = noise_files(corpus / "noise")
     return [f for f in files if (file_unit(f) < cfg.val_share) == (split == "val")]
 
 
-def load_sounds(files: list[Path]) -> list[tuple[str, np.ndarray]]:
-    sounds = []
+def sound_collections(split: str) -> tuple[str, ...]:
+    """The style collections (corpus.STYLE_MUSIC) whose packages' short sounds are ``split``'s: those
+    whose music the gate trains on for train, the style val and unseen collections for val and test."""
+    held_out = {"val": STYLE_VAL_COLLECTIONS, "test": STYLE_UNSEEN_COLLECTIONS}
+    if split in held_out:
+        return tuple(c for c in STYLE_MUSIC if c in held_out[split])
+    return tuple(c for c in STYLE_MUSIC if c not in STYLE_VAL_COLLECTIONS + STYLE_UNSEEN_COLLECTIONS)
+
+
+def package_sounds(raw: Path, package: str, music_folders: tuple[str, ...] = ()) -> list[Path]:
+    """The short sounds of a Debian package unpacked under ``raw``: audio files of 0.2–30 s, none
+    under a folder named for music, none beside the package's music (in ``music_folders``) in its
+    own format (a short file next to the songs, made as they are, is a jingle: music), each content once."""
+    files = package_root(raw, package)
+    seconds = {f: duration(f) for f in files}
+    music_kinds = {(f.parent, f.suffix.lower()) for f, s in seconds.items()
+                   if s >= MIN_MUSIC_SECONDS and f.parent.name in music_folders}
+    out, seen = [], set()
     for f in files:
+        if not 0.2 <= seconds[f] <= MAX_NOISE_SECONDS or (f.parent, f.suffix.lower()) in music_kinds:
+            continue
+        if any("music" in part.lower() for part in f.relative_to(raw).parts):
+            continue
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            out.append(f)
+    return out
+
+
+def split_sounds(corpus: Path, split: str, cfg: GateDataConfig,
+                 raw: Path | None) -> list[tuple[str, Path, bool]]:
+    """(name, file, held out) of every non-music recording of ``split``: the corpus's (named by file)
+    and the split's packages' short sounds (named ``package:file``). "Held out": a package training
+    never hears (val and test)."""
+    out = [(f.name, f, split == "test") for f in sound_files(corpus, split, cfg)]
+    for collection in sound_collections(split) if raw is not None else ():
+        package, music_folders = STYLE_MUSIC[collection]
+        files = package_sounds(raw, package, tuple(music_folders))
+        log.info("gate data %s: %d short sounds of %s", split, len(files), package)
+        out += [(f"{package}:{f.name}", f, split != "train") for f in files]
+    return out
+
+
+def load_sounds(files: list[tuple[str, Path, bool]]) -> list[tuple[str, np.ndarray, bool]]:
+    sounds = []
+    for name, f, held_out in files:
         try:
             y = load_audio(f, sr=SR)
         except AudioError as e:
             log.warning("gate data: skipping %s", e)
             continue
         if len(y) and np.abs(y).max() > 1e-4:
-            sounds.append((f.name, y))
+            sounds.append((name, y, held_out))
     return sounds
 
 
@@ -178,28 +245,29 @@ def sequence(sounds: list[tuple[str, np.ndarray]], n: int, rng: np.random.Genera
 
 
 # -- the clips of a split --------------------------------------------------------------------
-def gate_clips(corpus: str | Path, split: str, cfg: GateDataConfig = GateDataConfig()) -> Iterator[GateClip]:
-    """Every clip of ``split`` (see the module's docstring), drawn from ``cfg.seed``."""
+def gate_clips(corpus: str | Path, split: str, cfg: GateDataConfig = GateDataConfig(),
+               raw: str | Path | None = None) -> Iterator[GateClip]:
+    """Every clip of ``split`` (see the module's docstring), drawn from ``cfg.seed``; ``raw``: the
+    unpacked Debian packages (``data/debs/raw``) whose short sounds join the non-music (None: none)."""
     corpus = Path(corpus)
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split)])
     n = int(round(cfg.clip_s * SR))
-    files = sound_files(corpus, split, cfg)
-    sounds = load_sounds(files)
+    sounds = load_sounds(split_sounds(corpus, split, cfg, None if raw is None else Path(raw)))
     speech = utterances(split, cfg.count(cfg.utterances, split), rng)
-    noises = [y for _, y in sounds] + [y for _, y in speech]  # what music is heard against
+    noises = [y for _, y, _ in sounds] + [y for _, y in speech]  # what music is heard against
     log.info("gate data %s: %d sounds, %d utterances", split, len(sounds), len(speech))
     yield from music_clips(corpus, split, cfg, noises, rng)
-    everything = split == "test"  # the held-out packages' sounds under every condition
-    for name, y in sounds:
+    for name, y, held_out in sounds:
         if len(y) < cfg.min_sound_s * SR:
             continue
         for start in _starts(len(y), n, cfg.sound_clips, rng):
             excerpt = y[start : start + n]
-            for condition in CONDITIONS if everything else (_condition(rng),):
+            for condition in CONDITIONS if held_out else (_condition(rng),):
                 yield GateClip(0, "sound", name, condition, _degrade(excerpt, condition, noises, rng))
+    pool = [(name, y) for name, y, _ in sounds]
     for _ in range(cfg.count(cfg.sequences, split)):
         condition = _condition(rng)
-        yield GateClip(0, "sequence", "sequence", condition, _degrade(sequence(sounds, n, rng), condition, noises, rng))
+        yield GateClip(0, "sequence", "sequence", condition, _degrade(sequence(pool, n, rng), condition, noises, rng))
     for voice, y in speech:
         for start in _starts(len(y), n, 2, rng):
             condition = _condition(rng)
@@ -210,11 +278,28 @@ def gate_clips(corpus: str | Path, split: str, cfg: GateDataConfig = GateDataCon
         yield GateClip(0, "synthetic", kind, condition, _degrade(y, condition, noises, rng))
 
 
+def music_songs(corpus: Path, split: str) -> list[tuple[str, str]]:
+    """(path, collection) of the songs of ``split``: the identification corpus's (train, val; test
+    and unseen for test) and, where fetched, the style collections' (:func:`corpus.split_style_corpus`:
+    train, val; seen_test and unseen for test). Identification val songs, which style trains on,
+    stay in val."""
+    ident = split_corpus(corpus)
+    songs = ident["test"] + ident["unseen"] if split == "test" else list(ident[split])
+    if not is_style_fetched(corpus):
+        return songs
+    style = split_style_corpus(corpus)
+    held = {p for part in ("val", "test", "unseen") for p, _ in ident[part]}
+    extra = {"train": [s for s in style["train"] if s[0] not in held], "val": style["val"],
+             "test": style["seen_test"] + style["unseen"]}[split]
+    known = {p for p, _ in songs}
+    return songs + [s for s in extra if s[0] not in known]
+
+
 def music_clips(corpus: Path, split: str, cfg: GateDataConfig, noises: list[np.ndarray],
                 rng: np.random.Generator) -> Iterator[GateClip]:
-    """``cfg.music_clips`` excerpts per song and condition, each at its own random offset."""
-    parts = split_corpus(corpus)
-    songs = parts["test"] + parts["unseen"] if split == "test" else parts[split]
+    """:meth:`GateDataConfig.per_song` excerpts per song and condition, each at its own random offset."""
+    songs = music_songs(corpus, split)
+    per_collection = Counter(collection for _, collection in songs)
     clip_cfg = ClipConfig()
     for path, collection in songs:
         try:
@@ -223,7 +308,7 @@ def music_clips(corpus: Path, split: str, cfg: GateDataConfig, noises: list[np.n
             log.warning("gate data: skipping %s", e)
             continue
         for condition in CONDITIONS:
-            for _ in range(cfg.count(cfg.music_clips, split)):
+            for _ in range(cfg.per_song(per_collection[collection], split)):
                 start = float(rng.uniform(0, len(y) / SR - cfg.clip_s - 0.05))
                 samples = degrade_clip(y, SR, start, cfg.clip_s, condition, rng, noises, clip_cfg)
                 yield GateClip(1, "music", f"{collection}/{Path(path).name}", condition, samples)
