@@ -104,6 +104,14 @@ def test_labels_seen_unseen_and_aggregation(evaluated):
     assert "classifier head" in md and "max probability" in md
 
 
+def test_labels_by_style_as_genre_answers(evaluated):
+    style = evaluated["report"]["sections"]["style_labels"]
+    assert style["k"] == 10 and style["all"]["tracks"] == 7 and style["unseen"]["tracks"] == 2
+    assert style["all"]["subtracks"] == 7  # one whole-track vector per query track
+    assert 0.0 <= style["all"]["max_probability"] <= 1.0
+    assert "Labels by style" in (evaluated["out"] / "report.md").read_text()
+
+
 def test_map_and_timing_sections(evaluated):
     sections = evaluated["report"]["sections"]
     emap = sections["map"]

@@ -68,6 +68,8 @@ def render_markdown(report: dict) -> str:
         md += _md_identification(report, sections["identification"])
     if sections.get("labels"):
         md += _md_labels(report, sections["labels"])
+    if sections.get("style_labels"):
+        md += _md_style_labels(sections["style_labels"])
     if any(key in sections for key in ("labels", "baseline", "classifier")):
         md += _md_aggregation(report, sections)
     if sections.get("map"):
@@ -146,8 +148,8 @@ def _md_labels(report: dict, labels: dict) -> list[str]:
     md = ["## 2. Labels by neighbours\n",
           f"Each query track is cut into sub-tracks {labels['subtrack_s']} s apart; each sub-track is labelled by "
           f"the {labels['k']} nearest stored snippets of *other* songs (exact search). Sub-track numbers count each "
-          "sub-track (the design report's unit); track numbers sum the sub-tracks' votes (maximum probability, what "
-          "`tuneprint genre` answers for a whole track). Seen / unseen: the track's label was / was not among the "
+          "sub-track (the design report's unit); track numbers sum the sub-tracks' votes (maximum probability; "
+          "`tuneprint genre` answers by style instead where the encoder has a style head, below). Seen / unseen: the track's label was / was not among the "
           "encoder's training labels.\n"]
     rows = [[g, s["tracks"], s["subtracks"], _pct(s["raw"]), _pct(s["subtrack_top2"]), _pct(s["max_probability"]),
              _pct(s["track_top2"])] for g in ("all", "seen", "unseen") if (s := labels.get(g)) and s.get("tracks")]
@@ -160,6 +162,17 @@ def _md_labels(report: dict, labels: dict) -> list[str]:
                       [[k, _pct(v["precision"]), _pct(v["recall"]), v["subtracks"]] for k, v in per_label.items()])]
     md.append(_figure(report, "confusion", "confusion matrix of labels by neighbours"))
     return md
+
+
+def _md_style_labels(style: dict) -> list[str]:
+    md = ["### Labels by style (what `tuneprint genre` answers)\n"]
+    if "skipped" in style:
+        return md + [f"Not measured: {style['skipped']}\n"]
+    md.append(f"Each query track is labelled by the {style['k']} tracks nearest to it in style (one style vector per "
+              "track, the mean over its patches; its own track never votes).\n")
+    rows = [[g, s["tracks"], _pct(s["max_probability"]), _pct(s["track_top2"])]
+            for g in ("all", "seen", "unseen") if (s := style.get(g)) and s.get("tracks")]
+    return md + [_table(["labels", "tracks", "track accuracy", "track top-2"], rows)]
 
 
 def _md_aggregation(report: dict, sections: dict) -> list[str]:

@@ -46,7 +46,7 @@ from .clips import ClipConfig, load_noises
 from .data import EvalSplit, Provenance, Snippets, find_provenance, load_snippets, plan_split, subtrack_rows
 from .identification import IdentificationRun
 from .labels import (BaselineReference, LabelGroups, TrackAnswer, baseline_reference, knn_track_answers, label_groups,
-                     label_matrix, mfcc_stats, score_tracks)
+                     label_matrix, mfcc_stats, neighbour_label_shares, score_tracks)
 from .report import headline, track_table
 from .timing import TimingConfig, search_timing
 
@@ -305,6 +305,8 @@ def label_sections(lib, cfg: EvalConfig, plan: Plan, audio: AudioPass, head: Cla
                      label_matrix([s.labels for s in songs], plan.labels), lib.settings.vote.k)
     if "labels" in plan.sections and queries_:
         sections["labels"], answers.neighbours = neighbours_section(plan, q, answers.groups, progress)
+        if lib.style is not None:
+            sections["style_labels"] = style_section(lib, plan, q, answers.groups)
     base_ref = None
     if "baseline" in plan.sections and audio.baseline and queries_:
         base_ref = baseline_reference(audio.baseline)
@@ -338,6 +340,28 @@ def neighbours_section(plan: Plan, q: LabelQueries, groups: LabelGroups,
                "subtrack_s": round(q.subtrack_s, 3), "k": q.k, "groups": groups.counts,
                **_by_group(answers, groups, plan.labels)}
     return section, answers
+
+
+def style_section(lib, plan: Plan, q: LabelQueries, groups: LabelGroups) -> dict:
+    """Leave-one-song-out labels of whole tracks by the style index: the majority of the
+    ``style_k`` tracks nearest in style, what ``tuneprint genre`` answers (server/style.py)."""
+    from tuneprint.errors import MismatchError
+
+    k = lib.settings.style_k
+    try:
+        index = lib.style_index()
+    except MismatchError as e:
+        return {"skipped": str(e)}
+    position = {song.song_id: i for i, song in enumerate(plan.songs)}
+    answers = []
+    for i in plan.split.label_queries:
+        song_id = plan.songs[i].song_id
+        if song_id in index:
+            near = index.search(index.vector(song_id), k, exclude={song_id})
+            rows = np.array([[position.get(s, -1) for s, _ in near]], dtype=np.int64)
+            answers.append(TrackAnswer(i, q.truth[i], neighbour_label_shares(rows, q.matrix)))
+    return {"method": f"leave-one-song-out {k}-NN vote of whole tracks' style vectors", "k": k,
+            **_by_group(answers, groups, plan.labels)}
 
 
 def baseline_section(ref: BaselineReference, plan: Plan, q: LabelQueries,
