@@ -24,7 +24,7 @@ from tuneprint.index.vote import VoteConfig
 
 from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, confidence
 from .gate import add_refusal, gate_for, music_verdict
-from .style import BY_FINGERPRINT, BY_STYLE, style_for, style_spec
+from .style import rank_similar_tracks, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
 from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
                      embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
@@ -329,22 +329,11 @@ class Library:
             raise ValueError("give exactly one of a clip or a track id")
         query_song = self._song(track) if track is not None else None
         emb = self.embed_clip(clip) if clip is not None else None
-        query, exclude = name or (track if track is not None else _name(clip)), {track} - {None}
-        if self.style is not None:
-            from .style import clip_style, similar_by_style
-
-            vector = self.style_index().vector(track) if track is not None else clip_style(emb)
-            ranked, by = similar_by_style(self, vector, n, exclude), BY_STYLE
-        else:
-            from tuneprint.index.search import rank_similar
-
-            vectors = self._track_vectors(track) if track is not None else emb.vectors
-            ranked, by = rank_similar(self.neighbours(vectors, self.settings.similar_k), n, exclude), BY_FINGERPRINT
+        query = name or (track if track is not None else _name(clip))
+        ranked, by = rank_similar_tracks(self, emb, track, n)
         own = set(query_song.labels + query_song.tags) if query_song else set()
-        neighbours = []
-        for s, score in ranked:
-            song = self._song(s)
-            neighbours.append(Neighbour(song, score, tuple(sorted(own & set(song.labels + song.tags)))))
+        neighbours = [Neighbour(song, score, tuple(sorted(own & {*song.labels, *song.tags})))
+                      for song, score in ((self._song(s), score) for s, score in ranked)]
         return SimilarAnswer(query, neighbours, by=by).judged(self.music(emb))
 
     def style_index(self):
@@ -359,13 +348,6 @@ class Library:
                 check_style(self)
                 self._style_index = (self._generation, StyleIndex.from_catalog(self.catalog))
             return self._style_index[1]
-
-    def _track_vectors(self, song_id: str) -> np.ndarray:
-        self._require_encoder()
-        row_ids = self.catalog.row_ids(song_id)
-        pick = np.unique(np.linspace(0, len(row_ids) - 1, min(len(row_ids), self.settings.similar_patches)).round().astype(int))
-        with self._lock:
-            return self.index.vectors(row_ids[pick])
 
     def label(self, clip: AudioSource, *, name: str | None = None, exclude_song: str | None = None) -> LabelAnswer:
         """Label a clip by the majority of its neighbours' labels (top 2 reported)."""

@@ -64,9 +64,28 @@ def clip_style(emb):
     return track_vector(emb.style)
 
 
-def similar_by_style(lib, vector, n: int, exclude: set[str]) -> list[tuple[str, float]]:
-    """The ``n`` tracks whose style is nearest to ``vector``, with cosine similarity."""
-    return lib.style_index().search(vector, n, exclude)
+def rank_similar_tracks(lib, emb, track: str | None, n: int) -> tuple[list[tuple[str, float]], str]:
+    """The ``n`` tracks nearest to a clip's embeddings ``emb`` or to the stored ``track`` (itself
+    excluded), with their scores, and what ranked them: the style index (cosine similarity of style
+    vectors), or the fingerprint neighbours where the library has no style head."""
+    exclude = {track} - {None}
+    if lib.style is not None:
+        index = lib.style_index()
+        return index.search(index.vector(track) if track is not None else clip_style(emb), n, exclude), BY_STYLE
+    from tuneprint.index.search import rank_similar
+
+    vectors = _fingerprint_vectors(lib, track) if track is not None else emb.vectors
+    return rank_similar(lib.neighbours(vectors, lib.settings.similar_k), n, exclude), BY_FINGERPRINT
+
+
+def _fingerprint_vectors(lib, song_id: str):
+    """Up to ``similar_patches`` stored fingerprint vectors spread over a track."""
+    import numpy as np
+
+    row_ids = lib.catalog.row_ids(song_id)
+    pick = np.unique(np.linspace(0, len(row_ids) - 1, min(len(row_ids), lib.settings.similar_patches)).round().astype(int))
+    with lib._lock:
+        return lib.index.vectors(row_ids[pick])
 
 
 def labels_by_style(lib, vector, *, k: int, top: int, exclude: set[str]) -> list[tuple[str, float]]:

@@ -179,3 +179,16 @@ def test_an_old_library_without_style_vectors_is_refused_until_reindexed(style_l
     assert lib.reindex() == 12
     assert check(lib.root) == []
     assert lib.similar(track=song.song_id, n=2).by == "style"
+
+
+def test_without_a_style_head_the_fingerprint_ranks_and_says_so(tmp_path, style_files):
+    lib = Library.create(tmp_path / "lib", LibrarySettings(model=TEST_MODEL, style=str(tmp_path / "no-head.safetensors")))
+    files = sorted(style_files)[:3]
+    lib.add(files, labels={str(p): [style_files[p]] for p in files}, allow_non_music=True)
+    lib.gate = None
+    assert lib.style is None and lib.stats()["style_id"] is None
+    track = lib.tracks()[0].song_id
+    answer = lib.similar(track=track, n=2)
+    assert answer.by == "fingerprint" and track not in {n.song.song_id for n in answer.neighbours}
+    assert lib.label(styled_track("pad", 7)[: 5 * SR]).by == "fingerprint"
+    lib.close()
