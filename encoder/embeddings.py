@@ -43,26 +43,33 @@ class Embedder:
 
     def embed_patches(self, patches: np.ndarray) -> np.ndarray:
         """Patches [shape=(p, n_mels, frames)] → unit-norm embeddings [shape=(p, D), float32]."""
-        out = np.empty((len(patches), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(patches), self.batch_size):
-                x = torch.from_numpy(patches[i : i + self.batch_size]).unsqueeze(1).to(self.device)
-                out[i : i + len(x)] = self.net.embed(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
-        return out
+        return self._forward(patches, every=0)[0]
+
+    def fingerprints_and_statistics(self, patches: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Patches → (unit-norm fingerprints [p, D], trunk statistics [ceil(p / every), S]) in one trunk
+        pass (encoder/style.py); statistics of every ``every``-th patch (the first always)."""
+        return self._forward(patches, every)
 
     def embed_patches_with_style(self, patches: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Patches → (unit-norm fingerprints [p, D], unit-norm style vectors [ceil(p / every), d_style]), one
-        trunk pass; style from every ``every``-th patch (the first always)."""
+        """Patches → (unit-norm fingerprints [p, D], unit-norm style vectors [ceil(p / every), d_style])."""
+        vectors, stats = self._forward(patches, every)
+        return vectors, self.style.vectors(stats)
+
+    def _forward(self, patches: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The network over ``patches`` in batches; ``every`` 0: fingerprints only (no statistics)."""
         out = np.empty((len(patches), self.dim), dtype=np.float32)
         stats = []
         with torch.inference_mode():
             for i in range(0, len(patches), self.batch_size):
                 x = torch.from_numpy(patches[i : i + self.batch_size]).unsqueeze(1).to(self.device)
-                rows = torch.arange((-i) % every, len(x), every, device=self.device)
-                e, s = trunk_forward(self.net, x.contiguous(memory_format=torch.channels_last), rows)
+                x = x.contiguous(memory_format=torch.channels_last)
+                if every:
+                    e, s = trunk_forward(self.net, x, torch.arange((-i) % every, len(x), every, device=self.device))
+                    stats.append(s.float().cpu().numpy())
+                else:
+                    e = self.net.embed(x)
                 out[i : i + len(x)] = e.float().cpu().numpy()
-                stats.append(s.float().cpu().numpy())
-        return out, self.style.vectors(np.concatenate(stats))
+        return out, (np.concatenate(stats) if stats else None)
 
     def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False) -> Embeddings:
         """Mono audio at the feature rate → embeddings of its non-silent patches (fingerprint, and style

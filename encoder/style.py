@@ -84,6 +84,11 @@ class StyleHead(nn.Module):
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net((_compress(stats) - self.mean) / self.scale), dim=1)
 
+    def vectors(self, stats: np.ndarray) -> np.ndarray:
+        """Trunk statistics [shape=(p, S)] → unit-norm patch style vectors [shape=(p, d), float32]."""
+        with torch.inference_mode():
+            return self(torch.from_numpy(np.asarray(stats, dtype=np.float32))).numpy()
+
 
 def _compress(stats: torch.Tensor) -> torch.Tensor:
     return torch.log1p(stats.clamp_min(0))
@@ -110,8 +115,7 @@ class StyleModel:
 
     def vectors(self, stats: np.ndarray) -> np.ndarray:
         """Trunk statistics [shape=(p, S)] → unit-norm patch style vectors [shape=(p, d), float32]."""
-        with torch.inference_mode():
-            return self.head(torch.from_numpy(np.asarray(stats, dtype=np.float32))).numpy()
+        return self.head.vectors(stats)
 
 
 def save_style(path: str | os.PathLike, style: StyleModel) -> Path:

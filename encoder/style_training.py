@@ -28,7 +28,8 @@ from .audio import load_audio
 from .augment import change_speed, phone, random_eq
 from .checkpoint import LoadedModel
 from .features import audio_to_patches
-from .style import StyleConfig, StyleHead, trunk_forward
+from .embeddings import Embedder
+from .style import StyleConfig, StyleHead
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,6 @@ def restyle_recording(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.nd
     return (y / max(1e-6, float(np.abs(y).max()))).astype(np.float32)
 
 
-def patch_statistics(model: LoadedModel, patches: np.ndarray, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Patches [shape=(p, mels, frames)] → (fingerprints [p, D], trunk statistics [p, S]), float32."""
-    fps, stats = [], []
-    with torch.inference_mode():
-        for i in range(0, len(patches), batch_size):
-            x = torch.from_numpy(patches[i : i + batch_size]).unsqueeze(1)
-            e, s = trunk_forward(model.net, x)
-            fps.append(e.numpy())
-            stats.append(s.numpy())
-    return np.concatenate(fps), np.concatenate(stats)
-
-
 def collect_statistics(items: Sequence[tuple[str, str]], model: LoadedModel, *, hop_frames: int = 32,
                        augment: bool = False, seed: int = 0, max_seconds: float = 600.0,
                        patch_features: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -77,7 +66,7 @@ def collect_statistics(items: Sequence[tuple[str, str]], model: LoadedModel, *, 
 
     ``patch_features``: patches [shape=(p, mels, frames)] → other features of the same patches, kept
     as ``patches_mfcc`` (evaluation baselines read the same decoding)."""
-    model.net.eval()
+    embedder = Embedder(model)
     rng = np.random.default_rng(seed)
     sr = model.features.sample_rate
     out = []
@@ -88,13 +77,13 @@ def collect_statistics(items: Sequence[tuple[str, str]], model: LoadedModel, *, 
         except AudioError as e:
             log.warning("skipping %s", e)
             continue
-        fps, stats = patch_statistics(model, patches)
+        fps, stats = embedder.fingerprints_and_statistics(patches)
         track = TrackStatistics(path, label, stats.astype(np.float16), fps.astype(np.float16),
                                 patch_features(patches) if patch_features else None)
         if augment:
             try:
                 view, _ = audio_to_patches(restyle_recording(y, sr, rng), hop_frames=hop_frames, cfg=model.features)
-                track.augmented = patch_statistics(model, view)[1].astype(np.float16)
+                track.augmented = embedder.fingerprints_and_statistics(view)[1].astype(np.float16)
             except AudioError:
                 pass
         out.append(track)

@@ -8,8 +8,6 @@ exact FAISS inner-product search (cosine on unit vectors) — 100,000 tracks of 
 """
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
 
@@ -47,21 +45,3 @@ class StyleIndex:
         found = [(self.song_ids[r], float(s)) for r, s in zip(rows[0], sims[0]) if r >= 0]
         return [(song, sim) for song, sim in found if song not in exclude][:k]
 
-
-def vote_track_labels(neighbours: list[tuple[str, float]], labels: dict[str, tuple[str, ...]],
-                      top: int) -> list[tuple[str, float]]:
-    """Labels of the nearest tracks by majority vote (a track with several labels splits its vote),
-    each with its share of the votes; ties go to the larger summed similarity."""
-    votes: Counter = Counter()
-    weight: Counter = Counter()
-    voters = 0
-    for song, sim in neighbours:
-        own = labels.get(song, ())
-        if not own:
-            continue
-        voters += 1
-        for label in own:
-            votes[label] += 1.0 / len(own)
-            weight[label] += sim
-    ranked = sorted(votes, key=lambda label: (-votes[label], -weight[label], label))
-    return [(label, votes[label] / voters) for label in ranked[:top]]

@@ -270,19 +270,24 @@ def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> str
     return "no_match"
 
 
-def vote_labels(song_ids: np.ndarray, labels: dict[str, tuple[str, ...]], *, top: int = 2) -> list[tuple[str, float]]:
+def vote_labels(song_ids: np.ndarray, labels: dict[str, tuple[str, ...]], *, top: int = 2,
+                similarities: np.ndarray | None = None) -> list[tuple[str, float]]:
     """Majority vote of the neighbours' labels; returns the ``top`` labels and their vote share.
 
     Every neighbour gives one vote, split evenly over its song's labels; unlabelled
-    neighbours abstain.
+    neighbours abstain. Ties go to the label whose voters' ``similarities`` (aligned with
+    ``song_ids``) sum higher, then to the label that sorts first.
     """
     tally: dict[str, float] = defaultdict(float)
-    for song in np.ravel(song_ids):
+    weight: dict[str, float] = defaultdict(float)
+    sims = np.ravel(similarities) if similarities is not None else np.zeros(np.size(song_ids))
+    for song, sim in zip(np.ravel(song_ids), sims):
         song_labels = labels.get(song, ()) if song is not None else ()
         for label in song_labels:
             tally[label] += 1.0 / len(song_labels)
+            weight[label] += float(sim)
     total = sum(tally.values())
     if total == 0:
         return []
-    ranked = sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = sorted(tally.items(), key=lambda kv: (-kv[1], -weight[kv[0]], kv[0]))
     return [(label, v / total) for label, v in ranked[:top]]

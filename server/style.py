@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from tuneprint.errors import CheckpointError, MismatchError
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,6 @@ def rank_similar_tracks(lib, emb, track: str | None, n: int) -> tuple[list[tuple
 
 def _fingerprint_vectors(lib, song_id: str):
     """Up to ``similar_patches`` stored fingerprint vectors spread over a track."""
-    import numpy as np
-
     row_ids = lib.catalog.row_ids(song_id)
     pick = np.unique(np.linspace(0, len(row_ids) - 1, min(len(row_ids), lib.settings.similar_patches)).round().astype(int))
     with lib._lock:
@@ -90,9 +90,9 @@ def _fingerprint_vectors(lib, song_id: str):
 
 def labels_by_style(lib, vector, *, k: int, top: int, exclude: set[str]) -> list[tuple[str, float]]:
     """The labels of the ``k`` tracks nearest in style, by majority vote, with their vote shares."""
-    from tuneprint.index.style_index import vote_track_labels
+    from tuneprint.index.vote import vote_labels
 
     neighbours = lib.style_index().search(vector, k, exclude)
     labels = {song: lib.catalog.song(song).labels for song, _ in neighbours}
-    return vote_track_labels(neighbours, labels, top)
-
+    return vote_labels(np.array([s for s, _ in neighbours], dtype=object), labels, top=top,
+                       similarities=np.array([sim for _, sim in neighbours]))

@@ -5,7 +5,7 @@ the CPU from the library's files); :func:`adopt_encoder` makes the result the li
 and re-embeds every song with it. The command line calls one, reports, then the other.
 
 ``train --style`` trains only the style head (encoder/style_training.py) on the library's tracks:
-:func:`train_style_on_library` writes it into the library and re-embeds the songs with it.
+:func:`train_style_on_library` writes it into the library; the command line then re-embeds the songs.
 """
 from __future__ import annotations
 
@@ -83,17 +83,15 @@ def adopt_encoder(root: Path, weights: Path, *, reindex: bool = True,
 class StyleRun:
     path: Path  # the library's style head
     summary: dict  # encoder.style_training.fit_style_head's summary
-    reembedded: int | None  # songs re-embedded; None when that is left for `tuneprint reindex`
 
 
-def train_style_on_library(root: Path, *, cfg=None, reindex: bool = True,
-                           progress: Callable[[int, int], None] | None = None,
-                           song_progress: Callable[[object], None] | None = None) -> StyleRun:
-    """Train a style head on the library's tracks and make it the library's (``settings.style``).
+def train_style_on_library(root: Path, *, cfg=None, progress: Callable[[int, int], None] | None = None) -> StyleRun:
+    """Train a style head on the library's tracks and make it the library's (``settings.style``);
+    then :meth:`Library.reindex` gives every song its vector by the new head (until then `similar`
+    and `genre` refuse the library).
 
     Objective "track" needs no labels; "supcon" and "both" learn the tracks' first labels (tracks
-    without one count as their own label). ``progress(done, total)`` follows the statistics pass,
-    ``song_progress`` the re-embedding.
+    without one count as their own label). ``progress(done, total)`` follows the statistics pass.
     """
     from dataclasses import replace
 
@@ -108,9 +106,8 @@ def train_style_on_library(root: Path, *, cfg=None, reindex: bool = True,
         songs = lib.tracks()
         if len(songs) < 2:
             raise LibraryError(f"{root}: style training needs at least two tracks; the library holds {len(songs)}")
-        items = [(s.path, s.labels[0] if s.labels else s.song_id) for s in songs]
-        if cfg.objective == "track":  # label-free: every track draws equally
-            items = [(s.path, s.song_id) for s in songs]
+        # "track" is label-free: every track is its own label, so every track draws equally
+        items = [(s.path, s.labels[0] if s.labels and cfg.objective != "track" else s.song_id) for s in songs]
         tracks = collect_statistics(items, lib.model, augment=True, progress=progress)
         head, summary = fit_style_head(tracks, cfg)
         path = save_style(root / LIBRARY_STYLE, StyleModel(lib.model_id, head, {"trained_on": str(root), **summary}))
@@ -118,7 +115,4 @@ def train_style_on_library(root: Path, *, cfg=None, reindex: bool = True,
             write_settings(lib.root, replace(lib.settings, style=LIBRARY_STYLE))
             with lib.catalog.transaction():
                 lib._generation = lib.catalog.bump_generation()
-    if not reindex:
-        return StyleRun(path, summary, None)
-    with Library.open(root, check_model=False) as lib:
-        return StyleRun(path, summary, lib.reindex(progress=song_progress))
+    return StyleRun(path, summary)

@@ -194,3 +194,21 @@ def test_without_a_style_head_the_fingerprint_ranks_and_says_so(tmp_path, style_
     assert answer.by == "fingerprint" and track not in {n.song.song_id for n in answer.neighbours}
     assert lib.label(styled_track("pad", 7)[: 5 * SR]).by == "fingerprint"
     lib.close()
+
+
+def test_train_style_gives_the_library_its_own_head(tmp_path, style_files, capsys):
+    from tuneprint.server.cli import main
+    from tuneprint.server.folder import read_settings
+
+    root = tmp_path / "lib"
+    with Library.create(root, LibrarySettings(model=TEST_MODEL)) as lib:
+        lib.add(sorted(style_files)[:4], allow_non_music=True)
+    assert main(["train", "--library", str(root), "--style", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "style head trained (track, 4 tracks" in out and "re-embedded 4 songs" in out
+    assert read_settings(root).style == "style.safetensors" and (root / "style.safetensors").is_file()
+    with Library.open(root) as lib:
+        assert lib.style.meta["trained_on"] == str(root)
+        assert lib.catalog.get_meta(STYLE_ID_KEY) == lib.style.style_id
+        lib.gate = None
+        assert lib.similar(track=lib.tracks()[0].song_id, n=3).by == "style"

@@ -282,3 +282,10 @@ def test_the_evidence_bar_rises_with_the_library_and_falls_for_long_clips():
     assert cfg.min_evidence_for(2) == pytest.approx(0.9)
     assert cfg.min_evidence_for(13) == pytest.approx(0.8)
     assert VoteConfig(reference_songs=100, similarity_slope=0.04).for_library(1000).min_evidence == 0.0  # off: untouched
+
+
+def test_label_ties_go_to_the_more_similar_voters():
+    songs = np.array([["a", "b"]], dtype=object)
+    labels = {"a": ("zeta",), "b": ("alpha",)}
+    assert vote_labels(songs, labels, similarities=np.array([[0.9, 0.4]]))[0] == ("zeta", 0.5)
+    assert vote_labels(songs, labels, similarities=np.array([[0.4, 0.9]]))[0] == ("alpha", 0.5)

@@ -73,7 +73,7 @@ def _train_style(args) -> int:
         n = len(lib.tracks())
     cfg = StyleTrainConfig(objective=args.objective, steps=args.steps)
     with Progress(n, desc="style statistics", unit="song") as bar:
-        run = train_style_on_library(args.library, cfg=cfg, reindex=False, progress=lambda done, total: bar.update())
+        run = train_style_on_library(args.library, cfg=cfg, progress=lambda done, total: bar.update())
     s = run.summary
     print(f"style head trained ({s['config']['objective']}, {s['tracks']} tracks, {s['patches']} patches, "
           f"{s['seconds']:.0f} s, loss {s['final_loss']}): {run.path}")

@@ -24,7 +24,6 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tuneprint.encoder.style import StyleHead, StyleModel, save_style, track_vector
 from tuneprint.encoder.style_training import (OBJECTIVES, StyleTrainConfig, TrackStatistics, collect_statistics,
@@ -217,10 +216,7 @@ def trunk_vectors(train: list[TrackStatistics]) -> PatchVectors:
 
 def head_vectors(head: StyleHead) -> PatchVectors:
     """A trained head's unit-norm patch style vectors."""
-    def vectors(t: TrackStatistics) -> np.ndarray:
-        with torch.inference_mode():
-            return head(torch.from_numpy(t.stats.astype(np.float32))).numpy()
-    return vectors
+    return lambda t: head.vectors(t.stats)
 
 
 @dataclass
