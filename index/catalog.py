@@ -1,5 +1,9 @@
 """The catalog: songs, their labels and tags, and their snippets (vector row id → song, offset), in SQLite.
 
+A song's snippets are one *run* of consecutive row ids with their offsets in one blob: a row per
+snippet cost ≈80 bytes each with its index, more than a compressed vector (schema version 3;
+older catalogs are converted on open).
+
 The vector index stores row ids only; this is where they get a meaning. A song's *labels* (its
 genre or style: what the nearest-neighbour vote and the single-label classifier learn) and its
 *tags* (moods, instruments, anything several of which fit at once) share one table, told apart
@@ -22,7 +26,7 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: labels.kind ("label" or "tag"); catalogs of version 1 are migrated on open
+SCHEMA_VERSION = 3  # 2: labels.kind ("label" or "tag"); 3: snippet runs; older catalogs are migrated on open
 LABEL, TAG = "label", "tag"
 
 
@@ -85,13 +89,14 @@ class Catalog:
                 self.db["songs"].create_index(["audio_hash"], unique=True)
                 _create_labels_table(self.db)
                 self.db["labels"].create_index(["label"])
-                self.db["snippets"].create({"row_id": int, "song_id": str, "offset_s": float}, pk="row_id",
-                                           foreign_keys=[("song_id", "songs", "song_id")])
-                self.db["snippets"].create_index(["song_id"])
+                _create_runs_table(self.db)
                 self.db["meta"].create({"key": str, "value": str}, pk="key")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
             if "kind" not in self.db["labels"].columns_dict:  # a catalog of schema version 1: labels only
                 _migrate_labels_table(self.db)
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if "snippets" in self.db.table_names():  # a catalog of schema version 2: a row per snippet
+                _migrate_snippets_to_runs(self.db)
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
             if "styles" not in self.db.table_names():  # libraries made before style vectors get the table empty
                 self.db["styles"].create({"song_id": str, "dim": int, "data": bytes}, pk="song_id",
@@ -136,7 +141,7 @@ class Catalog:
         return generation
 
     def next_row_id(self) -> int:
-        row = self.db.execute("SELECT COALESCE(MAX(row_id), -1) + 1 FROM snippets").fetchone()
+        row = self.db.execute(f"SELECT COALESCE(MAX(first_row_id + count), 0) FROM {self._runs}").fetchone()
         return max(int(row[0]), int(self.get_meta("next_row_id", "0")))
 
     def insert_song(self, song: Song, offsets_s: np.ndarray, first_row_id: int, added_at: str) -> np.ndarray:
@@ -147,9 +152,8 @@ class Catalog:
                                  "audio_hash": song.audio_hash, "added_at": added_at})
         self.set_labels(song.song_id, song.labels)
         self.set_labels(song.song_id, song.tags, kind=TAG)
-        self.db["snippets"].insert_all(
-            ({"row_id": int(r), "song_id": song.song_id, "offset_s": float(o)} for r, o in zip(row_ids, offsets_s)),
-            batch_size=1000)
+        self.db["runs"].insert({"song_id": song.song_id, "first_row_id": first_row_id, "count": len(offsets_s),
+                                "offsets": np.ascontiguousarray(offsets_s, dtype="<f4").tobytes()})
         # Row ids are never reused, so a stale vector can never be mistaken for a new song's.
         self.set_meta("next_row_id", str(first_row_id + len(offsets_s)))
         return row_ids
@@ -157,7 +161,7 @@ class Catalog:
     def delete_song(self, song_id: str) -> np.ndarray:
         """Delete a song, its labels and snippets; returns the row ids to drop from the index."""
         row_ids = self.row_ids(song_id)
-        self.db.execute("DELETE FROM snippets WHERE song_id = ?", [song_id])
+        self.db.execute("DELETE FROM runs WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM spectra WHERE song_id = ?", [song_id])
         if "styles" in self.db.table_names():
@@ -192,7 +196,7 @@ class Catalog:
 
     def songs(self, where: str = "1", params: list | None = None, limit: int | None = None, offset: int = 0) -> list[Song]:
         sql = f"""
-            SELECT songs.*, (SELECT COUNT(*) FROM snippets s WHERE s.song_id = songs.song_id) AS n_snippets,
+            SELECT songs.*, (SELECT COALESCE(SUM(count), 0) FROM {self._runs} r WHERE r.song_id = songs.song_id) AS n_snippets,
                    (SELECT GROUP_CONCAT(label, char(31)) FROM labels l
                     WHERE l.song_id = songs.song_id AND {self._kind_is(LABEL)}) AS label_list,
                    (SELECT GROUP_CONCAT(label, char(31)) FROM labels l
@@ -206,23 +210,26 @@ class Catalog:
                      _split(r["label_list"]), r["n_snippets"], _split(r["tag_list"])) for r in rows]
 
     def row_ids(self, song_id: str | None = None) -> np.ndarray:
+        """Row ids of one song's snippets in offset order, or of every snippet in id order."""
         with self._lock:
             if song_id is None:
-                rows = self.db.execute("SELECT row_id FROM snippets ORDER BY row_id").fetchall()
+                runs = self.db.execute(f"SELECT first_row_id, count FROM {self._runs} ORDER BY first_row_id").fetchall()
             else:
-                rows = self.db.execute("SELECT row_id FROM snippets WHERE song_id = ? ORDER BY offset_s", [song_id]).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
+                runs = self.db.execute(f"SELECT first_row_id, count FROM {self._runs} WHERE song_id = ?", [song_id]).fetchall()
+        return np.concatenate([np.arange(f, f + n, dtype=np.int64) for f, n in runs] or [np.zeros(0, np.int64)])
 
     def lookup(self, row_ids: np.ndarray) -> SnippetInfo:
         """Song, offset and labels of every row id in ``row_ids`` (any shape; -1 = none)."""
         flat = np.asarray(row_ids, dtype=np.int64).ravel()
-        wanted = sorted({int(i) for i in flat if i >= 0})
         found: dict[int, tuple[str, float]] = {}
+        run = None  # (song, first row id, offsets): ids are visited in order, so each run is read once
         with self._lock:
-            for chunk in _chunks(wanted, 900):  # SQLite's limit on bound parameters
-                marks = ",".join("?" * len(chunk))
-                for r, s, o in self.db.execute(f"SELECT row_id, song_id, offset_s FROM snippets WHERE row_id IN ({marks})", chunk):
-                    found[r] = (s, o)
+            for r in sorted({int(i) for i in flat if i >= 0}):
+                if run is None or not run[1] <= r < run[1] + len(run[2]):
+                    run = self._run_at(r)
+                    if run is None:
+                        continue
+                found[r] = (run[0], float(run[2][r - run[1]]))
             songs = sorted({s for s, _ in found.values()})
             labels: dict[str, list[str]] = {s: [] for s in songs}
             for chunk in _chunks(songs, 900):
@@ -233,6 +240,18 @@ class Catalog:
         song_ids = np.array([found.get(int(i), (None, 0.0))[0] for i in flat], dtype=object).reshape(np.shape(row_ids))
         offsets = np.array([found.get(int(i), (None, np.nan))[1] for i in flat], dtype=np.float32).reshape(np.shape(row_ids))
         return SnippetInfo(song_ids, offsets, {s: tuple(sorted(v)) for s, v in labels.items()})
+
+    def _run_at(self, row_id: int) -> tuple[str, int, np.ndarray] | None:
+        """The run (song, first row id, offsets) that holds ``row_id``, if any."""
+        row = self.db.execute(f"SELECT song_id, first_row_id, count, offsets FROM {self._runs} "
+                              "WHERE first_row_id <= ? ORDER BY first_row_id DESC LIMIT 1", [row_id]).fetchone()
+        if row is None or row_id >= row[1] + row[2]:
+            return None
+        song, first, _, blob = row
+        if blob is None:  # a read-only catalog of schema version 2
+            offsets = [o for (o,) in self.db.execute("SELECT offset_s FROM snippets WHERE song_id = ? ORDER BY row_id", [song])]
+            return song, first, np.array(offsets, dtype=np.float32)
+        return song, first, np.frombuffer(blob, dtype="<f4")
 
     def spectrogram(self, song_id: str) -> np.ndarray | None:
         """A song's stored log-mel spectrogram [shape=(n_mels, frames), dtype=float32], None if not stored."""
@@ -288,7 +307,7 @@ class Catalog:
     def counts(self) -> dict:
         with self._lock:
             songs, hours = self.db.execute("SELECT COUNT(*), COALESCE(SUM(duration_s), 0) / 3600.0 FROM songs").fetchone()
-            snippets = self.db.execute("SELECT COUNT(*) FROM snippets").fetchone()[0]
+            snippets = self.db.execute(f"SELECT COALESCE(SUM(count), 0) FROM {self._runs}").fetchone()[0]
             labels = dict(self.db.execute(f"SELECT label, COUNT(*) FROM labels WHERE {self._kind_is(LABEL)} "
                                           "GROUP BY label ORDER BY label").fetchall())
         return {"songs": songs, "snippets": snippets, "hours": hours, "labels": labels}
@@ -298,6 +317,14 @@ class Catalog:
         with self._lock:
             return dict(self.db.execute(f"SELECT label, COUNT(*) FROM labels WHERE {self._kind_is(TAG)} "
                                         "GROUP BY label ORDER BY label").fetchall())
+
+    @property
+    def _runs(self) -> str:
+        """The snippet runs as a table: a read-only catalog of schema version 2 cannot be converted."""
+        if "runs" in self.db.table_names():
+            return "runs"
+        return ("(SELECT song_id, MIN(row_id) AS first_row_id, COUNT(*) AS count, NULL AS offsets "
+                "FROM snippets GROUP BY song_id)")
 
     def _kind_is(self, kind: str) -> str:
         """SQL condition on the labels table's kind (a read-only catalog of schema version 1: labels only)."""
@@ -320,6 +347,28 @@ def _migrate_labels_table(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE labels")
     db.execute("ALTER TABLE labels_v2 RENAME TO labels")
     db["labels"].create_index(["label"], if_not_exists=True)
+
+
+def _create_runs_table(db: sqlite_utils.Database) -> None:
+    db["runs"].create({"song_id": str, "first_row_id": int, "count": int, "offsets": bytes}, pk="song_id",
+                      foreign_keys=[("song_id", "songs", "song_id")])
+    db["runs"].create_index(["first_row_id"], unique=True)
+
+
+def _migrate_snippets_to_runs(db: sqlite_utils.Database) -> None:
+    """Schema 2 → 3: a song's snippet rows (consecutive row ids) become one run. Runs inside the
+    caller's transaction."""
+    log.info("catalog: storing each song's snippets as one run (schema version %d)", SCHEMA_VERSION)
+    _create_runs_table(db)
+    songs = [r[0] for r in db.execute("SELECT DISTINCT song_id FROM snippets").fetchall()]
+    for song in songs:
+        rows = db.execute("SELECT row_id, offset_s FROM snippets WHERE song_id = ? ORDER BY row_id", [song]).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        if np.any(np.diff(ids) != 1):
+            raise ValueError(f"catalog: song {song} has non-consecutive snippet rows; run `tuneprint doctor --repair`")
+        db["runs"].insert({"song_id": song, "first_row_id": int(ids[0]), "count": len(ids),
+                           "offsets": np.array([r[1] for r in rows], dtype="<f4").tobytes()})
+    db.execute("DROP TABLE snippets")
 
 
 def _split(joined: str | None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from .folder import CATALOG_FILE, INDEX_DIR, LIBRARY_MODEL, SETTINGS_FILE, Libra
 
 log = logging.getLogger(__name__)
 
-ORPHANS = ("snippets", "labels", "spectra")  # tables whose rows belong to a song
+ORPHANS = ("runs", "labels", "spectra", "styles")  # tables whose rows belong to a song
 
 
 @dataclass
@@ -90,8 +90,9 @@ def _check_catalog(root: Path) -> list[Finding]:
             verdict = db.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 raise sqlite3.DatabaseError(verdict)
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             orphans = {t: db.execute(f"SELECT COUNT(*) FROM {t} WHERE song_id NOT IN (SELECT song_id FROM songs)")
-                       .fetchone()[0] for t in ORPHANS}
+                       .fetchone()[0] for t in ORPHANS if t in tables}
             paths = [r[0] for r in db.execute("SELECT path FROM songs")]
     except sqlite3.Error as e:
         return [Finding(CATALOG_FILE, f"cannot be read ({e})",
@@ -166,8 +167,10 @@ def _repair_leftovers(root: Path, progress) -> None:
 
 def _repair_orphans(root: Path, progress) -> None:
     with sqlite3.connect(root / CATALOG_FILE) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         for table in ORPHANS:
-            db.execute(f"DELETE FROM {table} WHERE song_id NOT IN (SELECT song_id FROM songs)")
+            if table in tables:
+                db.execute(f"DELETE FROM {table} WHERE song_id NOT IN (SELECT song_id FROM songs)")
 
 
 def _repair_index(root: Path, progress) -> None:

@@ -3,7 +3,7 @@
 A library folder holds::
 
     settings.json        LibrarySettings (format version, model, index, vote, patch hops)
-    catalog.sqlite       songs, labels, snippets (row id → song, offset), spectrograms, meta
+    catalog.sqlite       songs, labels, snippet runs (row ids → song, offsets), spectrograms, meta
     index/               the vector index (FAISS or Annoy) and its index.json
     model.safetensors    the library's own encoder, after `tuneprint train`
 """

@@ -183,3 +183,36 @@ def test_tags_beside_labels_and_a_version_1_catalog_is_migrated(tmp_path):
     assert catalog.tag_counts() == {"calm": 1, "piano": 1, "rock": 1}
     assert catalog.lookup(np.array([0, 1])).labels == {"b": ("jazz",)}
     catalog.close()
+
+
+def test_a_version_2_catalog_keeps_its_snippets_as_runs(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path)  # schema version 2: one row per snippet
+    conn.executescript("""
+        CREATE TABLE songs (song_id TEXT PRIMARY KEY, path TEXT, title TEXT, artist TEXT, duration_s FLOAT,
+                            audio_hash TEXT, added_at TEXT);
+        CREATE TABLE labels (song_id TEXT REFERENCES songs(song_id), kind TEXT, label TEXT,
+                             PRIMARY KEY (song_id, kind, label));
+        CREATE TABLE snippets (row_id INTEGER PRIMARY KEY, song_id TEXT REFERENCES songs(song_id), offset_s FLOAT);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        INSERT INTO meta VALUES ('schema_version', '2');
+        INSERT INTO songs VALUES ('a', '/a.wav', 'A', NULL, 10.0, 'ha', 'then'), ('b', '/b.wav', 'B', NULL, 5.0, 'hb', 'then');
+        INSERT INTO labels VALUES ('a', 'label', 'rock');
+        INSERT INTO snippets VALUES (0, 'a', 0.0), (1, 'a', 0.5), (2, 'a', 1.25), (3, 'b', 0.0), (4, 'b', 0.5);
+    """)
+    conn.commit()
+    conn.close()
+    old = Catalog(path, read_only=True)  # not converted: read through the old table
+    info = old.lookup(np.array([[2, 4], [-1, 9]]))
+    assert info.song_ids.tolist() == [["a", "b"], [None, None]] and info.offsets_s[0].tolist() == [1.25, 0.5]
+    assert old.song("a").n_snippets == 3 and old.counts()["snippets"] == 5
+    old.close()
+
+    catalog = Catalog(path)
+    assert catalog.get_meta("schema_version") == str(SCHEMA_VERSION) and "snippets" not in catalog.db.table_names()
+    info = catalog.lookup(np.array([[2, 4], [-1, 9]]))
+    assert info.song_ids.tolist() == [["a", "b"], [None, None]] and info.offsets_s[0].tolist() == [1.25, 0.5]
+    assert info.labels == {"a": ("rock",), "b": ()}
+    assert catalog.row_ids("a").tolist() == [0, 1, 2] and catalog.row_ids().tolist() == [0, 1, 2, 3, 4]
+    assert catalog.next_row_id() == 5 and catalog.song("b").n_snippets == 2
+    catalog.close()
