@@ -30,12 +30,21 @@ class IndexConfig:
     annoy_trees: int = 32  # Annoy's build knob: more trees, better recall, bigger file
     annoy_search_k: int = 5000  # Annoy's query knob (nodes inspected): on real snippet vectors, recall@10 0.70 at -1 (trees × k), 0.97 at 5000
     faiss_factory: str = "Flat"  # exact inner-product search; "HNSW32" for large libraries
+    nlist: int = 0  # inverted lists of an IVF index (FAISS "IVF{nlist}", Milvus IVF_*); 0: the backend's choice
+    nprobe: int = 16  # lists an IVF search visits: more, better recall, slower
+    uri: str = ""  # Milvus: "" keeps a Milvus Lite file beside the index folder; else a server, e.g. http://host:19530
+    milvus_index: str = "FLAT"  # Milvus index type (FLAT, IVF_FLAT, IVF_PQ, HNSW, AUTOINDEX)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class VectorIndex(Protocol):
+    """What every backend offers. Backends that keep their own files up to date (``durable = True``)
+    also have ``save(directory, meta)``: make the changes since the last save durable in
+    ``directory``, the folder they were read from, writing ``meta`` last; their ``location`` is that
+    folder (None for a new index), and :func:`save_index` uses ``save`` there instead of rewriting."""
+
     config: IndexConfig
 
     def __len__(self) -> int: ...
@@ -178,28 +187,49 @@ class AnnoyIndex:
 
 
 BACKENDS: dict[str, type] = {"faiss": FaissIndex, "annoy": AnnoyIndex}
+LAZY_BACKENDS = {"milvus": ("tuneprint.index.milvus", "MilvusIndex")}  # imported when first named
+
+
+def backend_class(name: str) -> type:
+    if name not in BACKENDS and name in LAZY_BACKENDS:
+        import importlib
+
+        module, attr = LAZY_BACKENDS[name]
+        BACKENDS[name] = getattr(importlib.import_module(module), attr)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown index backend {name!r}; choose one of {sorted({*BACKENDS, *LAZY_BACKENDS})}")
+    return BACKENDS[name]
 
 
 def create_index(config: IndexConfig) -> VectorIndex:
-    if config.backend not in BACKENDS:
-        raise ValueError(f"unknown index backend {config.backend!r}; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[config.backend](config)
+    return backend_class(config.backend)(config)
+
+
+def index_meta(index: VectorIndex, model_id: str) -> dict:
+    return {"format_version": FORMAT_VERSION, "config": index.config.to_dict(), "model_id": model_id, "count": len(index)}
 
 
 def save_index(index: VectorIndex, directory: str | os.PathLike, *, model_id: str) -> None:
-    """Write the index to ``directory`` atomically: a reader sees the old or the new index, never half."""
+    """Write the index to ``directory`` atomically: a reader sees the old or the new index, never half.
+
+    A durable backend read from ``directory`` saves only what changed, in place; any other index is
+    written whole beside it and swapped in by renaming."""
     directory = Path(directory)
+    if getattr(index, "durable", False) and getattr(index, "location", None) == directory:
+        index.save(directory, index_meta(index, model_id))
+        return
     staging, previous = directory.with_name(directory.name + ".new"), directory.with_name(directory.name + ".old")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     index.write(staging)
-    meta = {"format_version": FORMAT_VERSION, "config": index.config.to_dict(), "model_id": model_id, "count": len(index)}
-    (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+    (staging / META_FILE).write_text(json.dumps(index_meta(index, model_id), indent=2))
     shutil.rmtree(previous, ignore_errors=True)
     if directory.exists():
         os.replace(directory, previous)
     os.replace(staging, directory)
     shutil.rmtree(previous, ignore_errors=True)
+    if getattr(index, "durable", False):
+        index.location = directory
 
 
 def load_index(directory: str | os.PathLike, *, model_id: str) -> VectorIndex:
@@ -220,7 +250,10 @@ def load_index(directory: str | os.PathLike, *, model_id: str) -> VectorIndex:
             f"{model_id}; run `tuneprint reindex` to re-embed the library"
         )
     config = IndexConfig(**meta["config"])
-    return BACKENDS[config.backend].read(config, directory)
+    index = backend_class(config.backend).read(config, directory)
+    if getattr(index, "durable", False):
+        index.location = directory
+    return index
 
 
 def _check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:

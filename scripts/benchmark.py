@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--model", default=DEFAULT.model, help="'default', 'seeded' or a checkpoint path")
-    p.add_argument("--backend", choices=["faiss", "annoy"], default=DEFAULT.backend)
+    p.add_argument("--backend", choices=["faiss", "annoy", "milvus"], default=DEFAULT.backend)
     p.add_argument("--clips-per-song", type=int, default=DEFAULT.clips_per_song, help="clips per song and condition")
     p.add_argument("--clip-seconds", type=float, default=DEFAULT.clip_seconds, help="length of each clip (default 3 s)")
     p.add_argument("--outsider-share", type=float, default=DEFAULT.outsider_share,

@@ -1,5 +1,6 @@
 """Files → songs ready to store: decode, hash, embed. In this process (the next file decodes while
-this one embeds) or in worker processes (``jobs`` > 1), each with its own copy of the encoder.
+this one embeds), in worker processes (``jobs`` > 1) or on Ray actors (server/distributed.py), each
+with its own copy of the encoder.
 
 The library decides what to keep (duplicates) and writes; nothing here touches a library folder.
 """
@@ -56,14 +57,22 @@ def audio_hash(y: np.ndarray) -> str:
 
 
 def prepare_files(paths: list[Path], embedder, hop_frames: int, *, known_hashes: frozenset[str] = frozenset(),
-                  jobs: int = 1, model_spec: str | None = None) -> Iterator[PreparedFile]:
+                  jobs: int = 1, model_spec: str | None = None, ray=None) -> Iterator[PreparedFile]:
     """Decode and embed ``paths`` in order, yielding each as it is ready; audio whose hash is in
     ``known_hashes`` (already stored) is decoded and hashed but not embedded.
 
     ``jobs`` > 1 spreads the files over that many worker processes, each loading ``model_spec``
     (a checkpoint path, "default" or "seeded") once, with the embedder's style head; otherwise ``embedder`` embeds here while a
-    thread decodes the next file.
+    thread decodes the next file. ``ray`` (a server.distributed.RayIngest) spreads them over Ray
+    actors instead, each holding a copy of ``embedder``.
     """
+    if ray is not None:
+        if jobs > 1:
+            raise ValueError("give jobs or ray, not both")
+        from .distributed import prepare_on_ray  # Ray is an optional extra: imported only when asked for
+
+        yield from prepare_on_ray(paths, embedder, hop_frames, known_hashes, ray)
+        return
     if jobs > 1 and len(paths) > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker,
                                  initargs=(model_spec, embedder.style, hop_frames, known_hashes)) as pool:
@@ -73,6 +82,12 @@ def prepare_files(paths: list[Path], embedder, hop_frames: int, *, known_hashes:
     with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next file while this one embeds
         for path, (y, error) in zip(paths, pool.map(lambda p: _decode(p, sr, min_seconds), paths)):
             yield _embed(path, y, error, embedder, hop_frames, known_hashes)
+
+
+def prepare_file(path: Path, embedder, hop_frames: int, known_hashes: frozenset[str]) -> PreparedFile:
+    """Decode, hash and embed one file with ``embedder`` (what one worker does with each file)."""
+    y, error = _decode(path, embedder.features.sample_rate, embedder.features.patch_seconds)
+    return _embed(path, y, error, embedder, hop_frames, known_hashes)
 
 
 def _decode(path: Path, sr: int, min_seconds: float) -> tuple[np.ndarray | None, str | None]:
@@ -115,6 +130,4 @@ def _start_worker(model_spec: str | None, style, hop_frames: int, known_hashes: 
 
 
 def _prepare_in_worker(path: Path) -> PreparedFile:
-    embedder = _worker["embedder"]
-    y, error = _decode(path, embedder.features.sample_rate, embedder.features.patch_seconds)
-    return _embed(path, y, error, embedder, _worker["hop_frames"], _worker["known_hashes"])
+    return prepare_file(path, _worker["embedder"], _worker["hop_frames"], _worker["known_hashes"])

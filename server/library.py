@@ -26,6 +26,7 @@ from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, 
 from .gate import add_refusal, gate_for, music_verdict
 from .style import rank_similar_tracks, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
+from .distributed import RayIngest
 from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
                      embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
                      library_stats, read_settings, recorded_features, write_empty_library)
@@ -168,7 +169,8 @@ class Library:
             default_labels: Sequence[str] = (), tags: dict[str, Sequence[str]] | None = None,
             default_tags: Sequence[str] = (), progress: Callable[[FileResult, float], None] | None = None,
             on_commit: Callable[[list[FileResult]], None] | None = None, jobs: int = 1,
-            commit_every: int | None = None, allow_non_music: bool = False) -> list[FileResult]:
+            commit_every: int | None = None, allow_non_music: bool = False,
+            ray: RayIngest | None = None) -> list[FileResult]:
         """Decode, embed and index audio files; every ``commit_every`` files are written all-or-nothing.
         Files the music gate calls non-music fail unless ``allow_non_music``.
 
@@ -182,6 +184,7 @@ class Library:
         on_commit : called after each batch is durably written, with that batch's final results
             (what to report as added: a crash later loses none of them)
         jobs : worker processes that decode and embed (1: this process)
+        ray : decode and embed on Ray actors instead (server/distributed.py); the commits stay here
         commit_every : files per commit (default: the library's setting)
         """
         self._require_encoder()
@@ -196,7 +199,7 @@ class Library:
         seen_hashes: set[str] = set()
         prepared_files = prepare_files([Path(p) for p in paths], self.embedder, self.settings.index_hop_frames,
                                        known_hashes=self.catalog.audio_hashes(), jobs=jobs,
-                                       model_spec=model_spec(self.root, self.settings.model))
+                                       model_spec=model_spec(self.root, self.settings.model), ray=ray)
         for prepared in prepared_files:
             batch.append(self._accept(prepared, marks, seen_hashes, pending, allow_non_music))
             if progress:

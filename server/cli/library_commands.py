@@ -22,7 +22,11 @@ log = logging.getLogger("tuneprint")
 def add_parser_add(sub) -> None:
     p = add_command(sub, "add", "Add audio files or folders (recursive) to a library, creating it on first use.", cmd_add)
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="audio files or folders")
-    p.add_argument("--index", choices=["faiss", "annoy"], default=None, help="index backend of a new library (default faiss)")
+    p.add_argument("--index", choices=["faiss", "annoy", "milvus"], default=None,
+                   help="index backend of a new library (default faiss; milvus with --uri)")
+    p.add_argument("--uri", default="", metavar="URI",
+                   help="Milvus server of a new library's milvus index, e.g. http://host:19530; "
+                        "without it, a Milvus Lite file in the library folder")
     p.add_argument("--model", default=None, help="encoder of a new library: 'default', 'seeded' or a checkpoint path")
     p.add_argument("--label", action="append", default=[], help="label attached to every track added (repeatable)")
     p.add_argument("--tag", action="append", default=[], help="tag attached to every track added (repeatable)")
@@ -30,6 +34,11 @@ def add_parser_add(sub) -> None:
                                                "tags (several separated by ';')")
     p.add_argument("--jobs", "-j", type=int, default=1,
                    help="files decoded and embedded at once, each in its own process (default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="decode and embed on Ray instead: 'auto' (the cluster this node joined), 'ray://HOST:10001', "
+                        "or 'local' (start Ray here); every node must see the audio at the same paths (docs/CLUSTER.md)")
+    p.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="encoder copies on the Ray cluster (default: one per CPU it has)")
     p.add_argument("--commit-every", type=int, default=None, metavar="N",
                    help="files written all-or-nothing at a time (default: the library's setting, 25)")
     p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
@@ -62,10 +71,15 @@ def add_catalog_parsers(sub) -> None:
 # -- add --------------------------------------------------------------------------------------
 def cmd_add(args) -> int:
     from tuneprint.index.vectors import IndexConfig
+    from tuneprint.server.distributed import RayIngest, require_ray
     from tuneprint.server.library import Library, LibrarySettings, find_audio_files
 
+    if args.ray:
+        require_ray()  # before a new library is created for nothing
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.ray and (args.jobs > 1 or (args.ray_actors is not None and args.ray_actors < 1)):
+        raise UsageError("--ray takes --ray-actors (at least 1), not --jobs")
     try:
         labels, tags = read_label_csv(args.labels) if args.labels else ({}, {})
     except OSError as e:
@@ -86,7 +100,10 @@ def cmd_add(args) -> int:
         if args.index and args.index != lib.settings.index.backend:
             log.warning("library uses %s; --index %s applies only to new libraries", lib.settings.index.backend, args.index)
     else:
-        settings = LibrarySettings(index=IndexConfig(backend=args.index or "faiss"), model=args.model or "default")
+        backend = args.index or ("milvus" if args.uri else "faiss")
+        if args.uri and backend != "milvus":
+            raise UsageError(f"--uri is for the milvus index, not {backend}")
+        settings = LibrarySettings(index=IndexConfig(backend=backend, uri=args.uri), model=args.model or "default")
         lib = Library.create(args.library, settings)
 
     lib.write_wait_s = args.wait
@@ -103,7 +120,8 @@ def cmd_add(args) -> int:
 
         results = lib.add(files, labels=labels, default_labels=args.label, tags=tags, default_tags=args.tag,
                           progress=progress, on_commit=committed,
-                          jobs=args.jobs, commit_every=args.commit_every, allow_non_music=args.allow_non_music)
+                          jobs=args.jobs, commit_every=args.commit_every, allow_non_music=args.allow_non_music,
+                          ray=RayIngest(args.ray, args.ray_actors) if args.ray else None)
         stats = lib.stats()
     counts = {s: sum(r.status == s for r in results) for s in ("added", "duplicate", "failed")}
     counts["failed"] += len(missing)
