@@ -7,16 +7,19 @@ older catalogs are converted on open).
 The vector index stores row ids only; this is where they get a meaning. A song's *labels* (its
 genre or style: what the nearest-neighbour vote and the single-label classifier learn) and its
 *tags* (moods, instruments, anything several of which fit at once) share one table, told apart
-by its ``kind`` column. Each song's log-mel spectrogram is kept here too (float16 dB), for
-verifying candidates (index/verify.py): written in the same transaction as the song, so an
-interrupted ingest leaves neither behind.
+by its ``kind`` column. What verification (index/verify.py) reads of each song's log-mel spectrogram
+is kept here too: written in the same transaction as the song, so an interrupted ingest leaves
+neither behind. New songs keep their verification view in 3-dB steps, compressed; libraries of
+earlier versions hold whole log-mels in float16, which are read as they are.
 """
 from __future__ import annotations
 
 import logging
+import lzma
 import os
 import sqlite3
 import threading
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,11 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
+DELTAS = "deltas"  # runs packing: zlib of float32 steps between offsets (NULL: raw float32 offsets)
+STEPPED = "stepped"  # spectra format "stepped/POOL/xz": uint8 steps below the loudest cell, frames pooled, LZMA (NULL: float16 dB)
+STEP_DB, RANGE_DB = 3.0, 60.0  # a step is verification's tolerance; cells below the range are kept as silence
+SILENCE_DB = -300.0  # what a cell below the range reads back as: never "loud", never explaining anything
+TIME_POOL = 3  # frames merged (their maximum) in a stored view
 SCHEMA_VERSION = 3  # 2: labels.kind ("label" or "tag"); 3: snippet runs; older catalogs are migrated on open
 LABEL, TAG = "label", "tag"
 
@@ -77,8 +85,14 @@ class Catalog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._ensure_schema()
-        # a read-only catalog of schema version 1 cannot be migrated: it holds labels only
+        # a read-only catalog of an earlier schema cannot be migrated: it is read as it is (looked up once)
         self._has_kinds = "kind" in self.db["labels"].columns_dict if "labels" in self.db.table_names() else True
+        tables = set(self.db.table_names())
+        self._runs = "runs" if "runs" in tables or "snippets" not in tables else (
+            "(SELECT song_id, MIN(row_id) AS first_row_id, COUNT(*) AS count, NULL AS offsets, NULL AS packing "
+            "FROM snippets GROUP BY song_id)")
+        self._runs_packing = "packing" if self._runs != "runs" or "packing" in self.db["runs"].columns_dict else "NULL"
+        self._spectra_format = "format" if "format" in self.db["spectra"].columns_dict else "NULL"
 
     def _ensure_schema(self) -> None:
         with self._lock, self.db.atomic():
@@ -95,6 +109,8 @@ class Catalog:
             if "kind" not in self.db["labels"].columns_dict:  # a catalog of schema version 1: labels only
                 _migrate_labels_table(self.db)
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            if "runs" in self.db.table_names() and "packing" not in self.db["runs"].columns_dict:
+                self.db["runs"].add_column("packing", str)  # earlier runs: raw float32 offsets (NULL)
             if "snippets" in self.db.table_names():  # a catalog of schema version 2: a row per snippet
                 _migrate_snippets_to_runs(self.db)
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -102,17 +118,24 @@ class Catalog:
                 self.db["styles"].create({"song_id": str, "dim": int, "data": bytes}, pk="song_id",
                                          foreign_keys=[("song_id", "songs", "song_id")])
             if "spectra" not in self.db.table_names():  # libraries made before verification get the table empty
-                self.db["spectra"].create({"song_id": str, "n_mels": int, "frames": int, "data": bytes}, pk="song_id",
-                                          foreign_keys=[("song_id", "songs", "song_id")])
+                self.db["spectra"].create({"song_id": str, "n_mels": int, "frames": int, "data": bytes, "format": str},
+                                          pk="song_id", foreign_keys=[("song_id", "songs", "song_id")])
+            if "format" not in self.db["spectra"].columns_dict:  # float16 rows of earlier versions: format NULL
+                self.db["spectra"].add_column("format", str)
 
     def close(self) -> None:
         with self._lock:  # never under a query of another thread
-            if not self.read_only:  # fold the write-ahead log into the file: a copy or a read-only mount is whole
+            self.checkpoint()  # a copy or a read-only mount of the folder is whole
+            self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the catalog file (what sizes on disk then say is what stays)."""
+        with self._lock:
+            if not self.read_only:
                 try:
                     self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error:
                     pass  # another connection is reading; its own close will do it
-            self.db.conn.close()
 
     @contextmanager
     def transaction(self):
@@ -153,7 +176,7 @@ class Catalog:
         self.set_labels(song.song_id, song.labels)
         self.set_labels(song.song_id, song.tags, kind=TAG)
         self.db["runs"].insert({"song_id": song.song_id, "first_row_id": first_row_id, "count": len(offsets_s),
-                                "offsets": np.ascontiguousarray(offsets_s, dtype="<f4").tobytes()})
+                                "offsets": _pack_offsets(offsets_s), "packing": DELTAS})
         # Row ids are never reused, so a stale vector can never be mistaken for a new song's.
         self.set_meta("next_row_id", str(first_row_id + len(offsets_s)))
         return row_ids
@@ -170,10 +193,16 @@ class Catalog:
         return row_ids
 
     def put_spectrogram(self, song_id: str, S_db: np.ndarray) -> None:
-        """Store a song's log-mel spectrogram [shape=(n_mels, frames)] in dB (as float16)."""
-        data = np.ascontiguousarray(S_db, dtype="<f2")
-        self.db["spectra"].upsert({"song_id": song_id, "n_mels": data.shape[0], "frames": data.shape[1],
-                                   "data": data.tobytes()}, pk="song_id")
+        """Store a song's (view of its) log-mel spectrogram [shape=(bins, frames)] in dB: in steps of
+        ``STEP_DB`` below its loudest cell, down to ``RANGE_DB`` (verification's gain is relative)."""
+        bins, frames = S_db.shape
+        padded = np.pad(S_db, ((0, 0), (0, -frames % TIME_POOL)), mode="edge")
+        pooled = padded.reshape(bins, -1, TIME_POOL).max(axis=2)  # the louder frame of each pair: still "under the clip"
+        # level 0 is silence: a floor at the range's edge would look loud next to a quiet passage
+        levels = np.clip(np.round((pooled - pooled.max()) / STEP_DB) + RANGE_DB / STEP_DB, 0, RANGE_DB / STEP_DB)
+        data = lzma.compress(np.ascontiguousarray(levels, dtype=np.uint8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+        self.db["spectra"].upsert({"song_id": song_id, "n_mels": bins, "frames": frames, "data": data,
+                                   "format": f"{STEPPED}/{TIME_POOL}/xz"}, pk="song_id")
 
     def put_style(self, song_id: str, vector: np.ndarray) -> None:
         """Store a song's style vector [shape=(d,)] (encoder/style.py), as float32."""
@@ -243,24 +272,33 @@ class Catalog:
 
     def _run_at(self, row_id: int) -> tuple[str, int, np.ndarray] | None:
         """The run (song, first row id, offsets) that holds ``row_id``, if any."""
-        row = self.db.execute(f"SELECT song_id, first_row_id, count, offsets FROM {self._runs} "
+        row = self.db.execute(f"SELECT song_id, first_row_id, count, offsets, {self._runs_packing} FROM {self._runs} "
                               "WHERE first_row_id <= ? ORDER BY first_row_id DESC LIMIT 1", [row_id]).fetchone()
         if row is None or row_id >= row[1] + row[2]:
             return None
-        song, first, _, blob = row
+        song, first, _, blob, packing = row
         if blob is None:  # a read-only catalog of schema version 2
             offsets = [o for (o,) in self.db.execute("SELECT offset_s FROM snippets WHERE song_id = ? ORDER BY row_id", [song])]
             return song, first, np.array(offsets, dtype=np.float32)
-        return song, first, np.frombuffer(blob, dtype="<f4")
+        return song, first, _unpack_offsets(blob, packing)
 
     def spectrogram(self, song_id: str) -> np.ndarray | None:
         """A song's stored log-mel spectrogram [shape=(n_mels, frames), dtype=float32], None if not stored."""
         with self._lock:
-            row = self.db.execute("SELECT n_mels, frames, data FROM spectra WHERE song_id = ?", [song_id]).fetchone()
+            row = self.db.execute(f"SELECT n_mels, frames, data, {self._spectra_format} FROM spectra WHERE song_id = ?",
+                                  [song_id]).fetchone()
         if row is None:
             return None
-        n_mels, frames, data = row
+        n_mels, frames, data, form = row
+        if form and form.startswith(STEPPED):
+            _, pool, packing = (form.split("/") + ["zlib"])[:3]
+            raw = lzma.decompress(data) if packing == "xz" else zlib.decompress(data)
+            levels = np.frombuffer(raw, dtype=np.uint8).reshape(n_mels, -1)
+            db = np.where(levels > 0, (levels.astype(np.float32) - RANGE_DB / STEP_DB) * STEP_DB, SILENCE_DB)
+            return np.repeat(db, int(pool), axis=1)[:, :frames]
         return np.frombuffer(data, dtype="<f2").reshape(n_mels, frames).astype(np.float32)
+
+
 
     def styles(self) -> tuple[list[str], np.ndarray]:
         """Every stored style vector: (song ids, vectors [shape=(n, d), dtype=float32]), by song id."""
@@ -318,14 +356,6 @@ class Catalog:
             return dict(self.db.execute(f"SELECT label, COUNT(*) FROM labels WHERE {self._kind_is(TAG)} "
                                         "GROUP BY label ORDER BY label").fetchall())
 
-    @property
-    def _runs(self) -> str:
-        """The snippet runs as a table: a read-only catalog of schema version 2 cannot be converted."""
-        if "runs" in self.db.table_names():
-            return "runs"
-        return ("(SELECT song_id, MIN(row_id) AS first_row_id, COUNT(*) AS count, NULL AS offsets "
-                "FROM snippets GROUP BY song_id)")
-
     def _kind_is(self, kind: str) -> str:
         """SQL condition on the labels table's kind (a read-only catalog of schema version 1: labels only)."""
         if self._has_kinds:
@@ -350,8 +380,8 @@ def _migrate_labels_table(db: sqlite_utils.Database) -> None:
 
 
 def _create_runs_table(db: sqlite_utils.Database) -> None:
-    db["runs"].create({"song_id": str, "first_row_id": int, "count": int, "offsets": bytes}, pk="song_id",
-                      foreign_keys=[("song_id", "songs", "song_id")])
+    db["runs"].create({"song_id": str, "first_row_id": int, "count": int, "offsets": bytes, "packing": str},
+                      pk="song_id", foreign_keys=[("song_id", "songs", "song_id")])
     db["runs"].create_index(["first_row_id"], unique=True)
 
 
@@ -367,8 +397,21 @@ def _migrate_snippets_to_runs(db: sqlite_utils.Database) -> None:
         if np.any(np.diff(ids) != 1):
             raise ValueError(f"catalog: song {song} has non-consecutive snippet rows; run `tuneprint doctor --repair`")
         db["runs"].insert({"song_id": song, "first_row_id": int(ids[0]), "count": len(ids),
-                           "offsets": np.array([r[1] for r in rows], dtype="<f4").tobytes()})
+                           "offsets": _pack_offsets(np.array([r[1] for r in rows])), "packing": DELTAS})
     db.execute("DROP TABLE snippets")
+
+
+def _pack_offsets(offsets_s: np.ndarray) -> bytes:
+    """A run's offsets as compressed steps: patches a hop apart make one step repeated (≈0.1 kB a
+    minute of audio instead of 0.65)."""
+    steps = np.diff(np.asarray(offsets_s, dtype=np.float64), prepend=0.0).astype("<f4")
+    return zlib.compress(steps.tobytes(), 9)
+
+
+def _unpack_offsets(blob: bytes, packing: str | None) -> np.ndarray:
+    if packing == DELTAS:
+        return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype="<f4").astype(np.float64)).astype(np.float32)
+    return np.frombuffer(blob, dtype="<f4")  # raw float32, as the first catalogs of schema 3 kept them
 
 
 def _split(joined: str | None) -> tuple[str, ...]:

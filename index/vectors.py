@@ -1,4 +1,5 @@
-"""Vector indexes behind one narrow interface; backends chosen by name.
+"""Vector indexes behind one narrow interface; backends chosen by name: "faiss" (the default,
+segments of compressed codes, index/segments.py), "annoy", "milvus" (index/milvus.py).
 
 An index holds unit-norm float32 vectors under int64 row ids and nothing else:
 songs, offsets and labels live in the catalog. Search returns cosine similarities.
@@ -29,7 +30,9 @@ class IndexConfig:
     dim: int = 1024
     annoy_trees: int = 32  # Annoy's build knob: more trees, better recall, bigger file
     annoy_search_k: int = 5000  # Annoy's query knob (nodes inspected): on real snippet vectors, recall@10 0.70 at -1 (trees × k), 0.97 at 5000
-    faiss_factory: str = "Flat"  # exact inner-product search; "HNSW32" for large libraries
+    faiss_factory: str = "PCA128,PQ64"  # the codec of every segment (index/segments.py): 64 bytes a vector; "Flat" exact
+    train_min: int = 20_000  # vectors a codec that must be trained waits for (exact until then)
+    max_segments: int = 8  # segments kept before the smallest are merged
     nlist: int = 0  # inverted lists of an IVF index (FAISS "IVF{nlist}", Milvus IVF_*); 0: the backend's choice
     nprobe: int = 16  # lists an IVF search visits: more, better recall, slower
     uri: str = ""  # Milvus: "" keeps a Milvus Lite file beside the index folder; else a server, e.g. http://host:19530
@@ -56,59 +59,6 @@ class VectorIndex(Protocol):
     def write(self, directory: Path) -> None: ...
     @classmethod
     def read(cls, config: IndexConfig, directory: Path) -> "VectorIndex": ...
-
-
-class FaissIndex:
-    """FAISS inner-product index wrapped in an id map (default backend)."""
-
-    name = "faiss"
-
-    def __init__(self, config: IndexConfig, index=None):
-        import faiss
-
-        self.config = config
-        if index is None:
-            index = faiss.IndexIDMap2(faiss.index_factory(config.dim, config.faiss_factory, faiss.METRIC_INNER_PRODUCT))
-        self._index = index
-
-    def __len__(self) -> int:
-        return self._index.ntotal
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        vectors = _check_vectors(vectors, self.config.dim)
-        if not self._index.is_trained:
-            self._index.train(vectors)
-        self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
-
-    def remove(self, ids: np.ndarray) -> None:
-        self._index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Queries [shape=(n, D)] → similarities and ids, each [shape=(n, k)], id -1 where fewer exist."""
-        queries = _check_vectors(queries, self.config.dim)
-        if len(self) == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        sims, ids = self._index.search(queries, k)
-        return sims.astype(np.float32), ids.astype(np.int64)
-
-    def ids(self) -> np.ndarray:
-        import faiss
-
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.config.dim), np.float32)
-
-    def write(self, directory: Path) -> None:
-        import faiss
-
-        faiss.write_index(self._index, str(directory / "vectors.faiss"))
-
-    @classmethod
-    def read(cls, config: IndexConfig, directory: Path) -> "FaissIndex":
-        import faiss
-
-        return cls(config, faiss.read_index(str(directory / "vectors.faiss")))
 
 
 class AnnoyIndex:
@@ -186,8 +136,9 @@ class AnnoyIndex:
         return cls(config, ids, vectors, forest)
 
 
-BACKENDS: dict[str, type] = {"faiss": FaissIndex, "annoy": AnnoyIndex}
-LAZY_BACKENDS = {"milvus": ("tuneprint.index.milvus", "MilvusIndex")}  # imported when first named
+BACKENDS: dict[str, type] = {"annoy": AnnoyIndex}
+LAZY_BACKENDS = {"faiss": ("tuneprint.index.segments", "SegmentedFaissIndex"),
+                 "milvus": ("tuneprint.index.milvus", "MilvusIndex")}  # imported when first named
 
 
 def backend_class(name: str) -> type:
@@ -206,7 +157,8 @@ def create_index(config: IndexConfig) -> VectorIndex:
 
 
 def index_meta(index: VectorIndex, model_id: str) -> dict:
-    return {"format_version": FORMAT_VERSION, "config": index.config.to_dict(), "model_id": model_id, "count": len(index)}
+    meta = {"format_version": FORMAT_VERSION, "config": index.config.to_dict(), "model_id": model_id, "count": len(index)}
+    return {**meta, **index.manifest()} if hasattr(index, "manifest") else meta
 
 
 def save_index(index: VectorIndex, directory: str | os.PathLike, *, model_id: str) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from tuneprint.errors import BusyError, DamagedLibraryError, LibraryError, MismatchError
 from tuneprint.index.catalog import Catalog, Song
-from tuneprint.index.vectors import IndexConfig, VectorIndex, create_index, save_index
+from tuneprint.index.vectors import IndexConfig, VectorIndex, save_index
 from tuneprint.index.vote import VoteConfig
 
 FORMAT_VERSION = 1
@@ -93,7 +93,9 @@ def write_empty_library(folder: Path, settings: LibrarySettings, model, style=No
     record_model(catalog, model)
     record_style(catalog, style)
     catalog.close()
-    save_index(create_index(settings.index), folder / INDEX_DIR, model_id=model.model_id)
+    from .codec import new_index
+
+    save_index(new_index(settings.index, model.model_id), folder / INDEX_DIR, model_id=model.model_id)
 
 
 def build_atomically(root: Path, fill: Callable[[Path], None]) -> None:
@@ -176,12 +178,15 @@ def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, ob
 
     Returns the row ids given to each song's vectors.
     """
+    from tuneprint.index.verify import verification_view
+
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     row = catalog.next_row_id()
+    features = recorded_features(catalog)
     added = []
     for song, emb in rows:
         ids = catalog.insert_song(song, emb.offsets_s, row, now)
-        catalog.put_spectrogram(song.song_id, emb.spectrogram)
+        catalog.put_spectrogram(song.song_id, verification_view(emb.spectrogram, features))
         if emb.style is not None:
             from tuneprint.encoder.style import track_vector
 
@@ -196,7 +201,8 @@ def library_stats(lib) -> dict:
     """Counts, sizes and the identification settings of an open library (``Library.stats``)."""
     counts = lib.catalog.counts()
     vote = lib.settings.vote.for_library(counts["songs"])
-    index_bytes = sum(f.stat().st_size for f in (lib.root / INDEX_DIR).glob("*") if f.is_file())
+    index_files = [*(lib.root / INDEX_DIR).glob("*"), lib.root / "milvus.db"]  # a Milvus Lite file sits beside
+    index_bytes = sum(f.stat().st_size for f in index_files if f.is_file())
     # songs, snippets and the songs' spectrograms for verification (SQLite and its write-ahead log)
     catalog_bytes = sum(f.stat().st_size for f in lib.root.glob(CATALOG_FILE + "*") if f.is_file())
     style_vectors, style_bytes = lib.catalog.style_bytes()  # inside catalog_bytes
@@ -212,7 +218,9 @@ def library_stats(lib) -> dict:
             "style_id": lib.catalog.get_meta("style_id") or None, "style_vectors": style_vectors,
             "style_bytes": style_bytes,
             "bytes_per_audio_minute": {"index": per_minute(index_bytes), "catalog": per_minute(catalog_bytes),
-                                       "style": per_minute(style_bytes)},
+                                       "style": per_minute(style_bytes), "total": per_minute(index_bytes + catalog_bytes)},
+            # how the fingerprints are stored and searched (index/vectors.IndexConfig, recorded in settings)
+            "index_config": lib.settings.index.to_dict(),
             "patch_hop_s": round(lib.settings.index_hop_frames * lib.features.frame_seconds, 4),
             # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
             # the lower bar of long clips (≥ 6 s when calibrated; the same when not)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from tuneprint.index.catalog import Song
-from tuneprint.index.vectors import create_index, save_index
+from tuneprint.index.vectors import save_index
 
 from .folder import INDEX_DIR, LIBRARY_MODEL, insert_songs, record_model, write_settings
 from .style import record_style
@@ -25,6 +25,7 @@ def store_missing_spectrograms(lib) -> None:
     from tuneprint.encoder.audio import load_audio
     from tuneprint.encoder.features import log_mel
     from tuneprint.errors import AudioError
+    from tuneprint.index.verify import verification_view
 
     missing = lib.catalog.songs_without_spectrogram()
     if not missing or not lib._may_write_now():
@@ -32,7 +33,8 @@ def store_missing_spectrograms(lib) -> None:
     log.info("storing the spectrograms of %d songs (library made by an older tuneprint)", len(missing))
     for song_id in missing:
         try:
-            S_db = log_mel(load_audio(lib._song(song_id).path, sr=lib.features.sample_rate), lib.features)
+            S_db = verification_view(log_mel(load_audio(lib._song(song_id).path, sr=lib.features.sample_rate), lib.features),
+                                     lib.features)
         except (AudioError, OSError) as e:
             log.warning("cannot verify %s: %s", song_id, e)
             continue
@@ -65,21 +67,21 @@ def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
     """
     from tuneprint.encoder.audio import load_audio
 
+    from .codec import new_index
+
     lib._require_encoder()
     with lib.writing():  # held throughout: a song added meanwhile would miss the new index
         songs = lib.catalog.songs()
-        fresh = create_index(lib.settings.index)
-        rows: list[tuple[Song, object]] = []
-        for song in songs:
-            y = load_audio(song.path, sr=lib.features.sample_rate)
-            rows.append((song, lib.embedder.embed_audio(y, hop_frames=lib.settings.index_hop_frames)))
-            if progress:
-                progress(song)
-        with lib.catalog.transaction():
-            for song, _ in rows:
+        fresh = new_index(lib.settings.index, lib.model_id)
+        with lib.catalog.transaction():  # a song at a time: memory holds the new index, not every embedding
+            record_model(lib.catalog, lib.model)  # its features are what the songs' views are cut by
+            for song in songs:
+                y = load_audio(song.path, sr=lib.features.sample_rate)
+                emb = lib.embedder.embed_audio(y, hop_frames=lib.settings.index_hop_frames)
                 lib.catalog.delete_song(song.song_id)
-            insert_songs(lib.catalog, fresh, rows)
-            record_model(lib.catalog, lib.model)
+                insert_songs(lib.catalog, fresh, [(song, emb)])
+                if progress:
+                    progress(song)
             record_style(lib.catalog, lib.style)
             save_index(fresh, lib.root / INDEX_DIR, model_id=lib.model_id)
             if lib.model_vote is not None and lib.model_vote != lib.settings.vote:
@@ -88,4 +90,4 @@ def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
                 log.info("library %s now uses the encoder's calibrated thresholds %s", lib.root, lib.model_vote.to_dict())
             lib._generation = lib.catalog.bump_generation()
             lib.index = fresh
-    return len(rows)
+    return len(songs)

@@ -129,18 +129,36 @@ def test_reopen_keeps_data(tmp_path):
         c.close()
 
 
-def test_spectrogram_round_trips_in_half_precision_and_goes_with_its_song(catalog):
+def test_spectrogram_is_kept_in_steps_and_goes_with_its_song(catalog):
+    from tuneprint.index.catalog import RANGE_DB, SILENCE_DB, STEP_DB, TIME_POOL
+
     insert(catalog, song(0), 2)
-    S_db = np.random.default_rng(0).uniform(-100, 30, size=(64, 321)).astype(np.float32)
+    S_db = np.random.default_rng(0).uniform(-40, 30, size=(14, 321)).astype(np.float32)
+    S_db[:, 100:120] = -80.0  # a quiet passage, far below the range
     assert catalog.spectrogram("song0") is None
     with catalog.transaction():
         catalog.put_spectrogram("song0", S_db)
     back = catalog.spectrogram("song0")
-    assert back.shape == (64, 321) and back.dtype == np.float32
-    np.testing.assert_allclose(back, S_db, atol=0.07)  # float16 at 100 dB: steps of 1/16 dB
+    assert back.shape == (14, 321) and back.dtype == np.float32
+    relative = S_db - S_db.max()
+    padded = np.pad(relative, ((0, 0), (0, -321 % TIME_POOL)), mode="edge")
+    pooled = np.maximum.reduceat(padded, np.arange(0, padded.shape[1], TIME_POOL), axis=1)
+    expected = np.repeat(pooled, TIME_POOL, axis=1)[:, :321]
+    kept = expected >= -RANGE_DB + STEP_DB / 2
+    assert np.abs(back - expected)[kept].max() <= STEP_DB / 2 + 1e-4  # each group of frames' loudest cell, to a step
+    assert np.all(back[:, 102:117] == SILENCE_DB)  # silence stays silence, not a floor that would look loud
     with catalog.transaction():
         catalog.delete_song("song0")
     assert catalog.spectrogram("song0") is None
+
+
+def test_a_float16_spectrogram_of_an_earlier_version_is_read_as_it_is(catalog):
+    insert(catalog, song(0), 2)
+    S_db = np.random.default_rng(0).uniform(-100, 30, size=(64, 100)).astype(np.float32)
+    with catalog.transaction():
+        catalog.db["spectra"].insert({"song_id": "song0", "n_mels": 64, "frames": 100,
+                                      "data": S_db.astype("<f2").tobytes(), "format": None})
+    np.testing.assert_allclose(catalog.spectrogram("song0"), S_db, atol=0.07)
 
 
 def test_a_catalog_made_before_spectra_gets_the_table(tmp_path):

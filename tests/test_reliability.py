@@ -154,7 +154,7 @@ DAMAGE = {
     "settings-list": ("settings.json", lambda p: p.write_text("[1, 2]")),
     "settings-wrong-type": ("settings.json", lambda p: p.write_text(json.dumps(
         {**json.loads(p.read_text()), "index": "faiss"}))),
-    "vectors-truncated": ("index/vectors.faiss", _truncate),
+    "vectors-truncated": ("index/seg-000001.npz", _truncate),  # the first commit's segment
     "index-json-truncated": ("index/index.json", _truncate),
     "catalog-truncated": ("catalog.sqlite", _truncate),
     "catalog-random": ("catalog.sqlite", lambda p: p.write_bytes(os.urandom(p.stat().st_size))),
@@ -242,10 +242,10 @@ def test_the_doctor_drops_orphaned_rows_and_leaves_an_unreadable_catalog_to_the_
 def test_every_damaged_file_gives_exit_3_and_one_sentence(library_copy, capsys):
     from tuneprint.server.cli import main
 
-    DAMAGE["vectors-truncated"][1](library_copy / "index/vectors.faiss")
+    DAMAGE["vectors-truncated"][1](library_copy / "index/seg-000001.npz")
     assert main(["identify", "--library", str(library_copy), str(library_copy / "settings.json")]) == 3
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "vectors.faiss" in err and "tuneprint doctor" in err and "Traceback" not in err
+    assert err.count("\n") == 0 and "seg-000001.npz" in err and "tuneprint doctor" in err and "Traceback" not in err
     assert main(["doctor", "--library", str(library_copy)]) == 3
     assert "can be repaired with --repair" in capsys.readouterr().out
     assert main(["doctor", "--library", str(library_copy), "--repair"]) == 0

@@ -47,7 +47,9 @@ def test_the_song_explains_a_noisy_clip_better_than_other_songs_do(songs, spectr
         clip_db = log_mel(noisy)
         own = verify(clip_db, spectra[1], 8.0, FEATURES)
         others = [verify(clip_db, spectra[s], 8.0, FEATURES) for s in (2, 3)]
-        assert own > 0.3 and own > max(others) + 0.1, (own, others)
+        # the view (band bins merged in pairs) leaves less margin under white noise at 0 dB than whole
+        # log-mels did (0.07 against 0.1); docs/BENCHMARKS.md "Compact index" measures what it costs
+        assert own > 0.3 and own > max(others) + 0.05, (own, others)
 
 
 def test_a_wrong_offset_of_the_right_song_explains_little(songs, spectra):
@@ -120,9 +122,21 @@ def test_verify_votes_ranks_the_song_the_clip_is_made_of_first(songs, spectra):
     cfg = VoteConfig(verify_top=3, verify_weight=0.5)
     ranked = verify_votes(votes, clip_db, Spectra(spectra), FEATURES, cfg)
     assert ranked[0].song_id == "s1" and all(v.verified is not None for v in ranked)
-    assert ranked[0].verified > max(v.verified for v in ranked[1:]) + 0.1
+    assert ranked[0].verified > max(v.verified for v in ranked[1:]) + 0.05  # white noise at 0 dB (see above)
     # only the top verify_top are checked; a first song without a spectrogram leaves the vote as it is
     assert [v.verified is None for v in verify_votes(votes, clip_db, Spectra(spectra), FEATURES,
                                                      VoteConfig(verify_top=1, verify_weight=0.5))] == [False, True, True]
     unknown = [vote("gone", 0.9)] + votes
     assert verify_votes(unknown, clip_db, Spectra(spectra), FEATURES, cfg) == unknown
+
+
+def test_the_stored_view_keeps_the_band_in_merged_pairs(spectra):
+    from tuneprint.index.verify import VIEW_POOL, verification_view
+
+    S = spectra[1]
+    view = verification_view(S, FEATURES)
+    bands = np.flatnonzero(band_mask(FEATURES))
+    assert view.shape == (len(bands) // VIEW_POOL, S.shape[1])
+    power = 10 ** (S[bands[:2]] / 10)
+    np.testing.assert_allclose(view[0], 10 * np.log10(power.mean(axis=0)), atol=1e-3)
+    assert verification_view(view, FEATURES) is view  # a view passes through

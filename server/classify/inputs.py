@@ -11,6 +11,8 @@ covers ≈2.97 s), a 10-s segment the ≈19 stored patches (hop ≈0.37 s) or �
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from tuneprint.encoder.features import FeatureConfig
@@ -18,6 +20,8 @@ from tuneprint.encoder.features import FeatureConfig
 CQT_BINS = 84  # 7 octaves of semitones from C1: a whole number of bins per semitone keeps pitch classes apart
 CQT_FMIN_HZ = 32.70
 FLOOR_DB = 80.0  # a spectrogram segment keeps this much range below its loudest bin
+
+log = logging.getLogger(__name__)
 
 
 def windows(offsets_s: np.ndarray, patch_s: float, segment_s: float, hop_s: float = 0.0) -> list[np.ndarray]:
@@ -115,12 +119,21 @@ def cqt_db(y: np.ndarray, features: FeatureConfig) -> np.ndarray:
 
 
 def track_spectrogram(lib, song, input: str) -> np.ndarray | None:
-    """A stored track's spectrogram for the CNN: the catalog's log-mel, or the CQT of its file."""
-    if input == "mel":
-        return lib.catalog.spectrogram(song.song_id)
+    """A stored track's spectrogram for the CNN: its log-mel (the catalog's, where a library of an
+    earlier version kept it whole) or its CQT, from its file."""
     from tuneprint.encoder.audio import load_audio
+    from tuneprint.encoder.features import log_mel
+    from tuneprint.errors import AudioError
 
-    return cqt_db(load_audio(song.path, sr=lib.features.sample_rate), lib.features)
+    stored = lib.catalog.spectrogram(song.song_id) if input == "mel" else None
+    if stored is not None and stored.shape[0] == lib.features.n_mels:
+        return stored
+    try:
+        y = load_audio(song.path, sr=lib.features.sample_rate)
+    except (AudioError, OSError) as e:
+        log.warning("%s: cannot read its audio (%s)", song.path, e)
+        return None
+    return log_mel(y, lib.features) if input == "mel" else cqt_db(y, lib.features)
 
 
 def evenly(n: int, k: int) -> np.ndarray:

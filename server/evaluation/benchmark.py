@@ -160,6 +160,7 @@ def run_benchmark(corpus: Path, cfg: BenchmarkConfig = BenchmarkConfig(), librar
             lib.add([path for path, _ in members], labels={path: [label] for path, label in members},
                     allow_non_music=True)  # the corpus's songs as listed, its one spoken track included
             ingest_s = time.perf_counter() - started
+            lib.catalog.checkpoint()  # sizes on disk without the write-ahead log still to be folded in
             stats = lib.stats()
             audio_s = stats["hours"] * 3600
             log.info("ingested %d songs, %.1f min of audio in %.1f s (%.0fx real time)",

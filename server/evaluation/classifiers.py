@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from tuneprint.encoder.splits import song_unit
+from tuneprint.server.classify.inputs import track_spectrogram
 from tuneprint.errors import LibraryError, TuneprintError
 
 from .classifier_metrics import LabelScores, label_scores, single_label_scores
@@ -83,14 +84,14 @@ def track_descriptors(S_db: np.ndarray, features) -> tuple[float, float]:
 def derive_tags(lib, split: dict[str, str]) -> dict[str, tuple[str, ...]]:
     """Each track's tags: its collection, a tempo band and "bright"/"dark", written into the library.
 
-    The tempo is librosa's estimate from the onset strength of the stored log-mel (bands:
+    The tempo is librosa's estimate from the onset strength of the track's log-mel (bands:
     TEMPO_BANDS); "bright" when the track's median spectral centroid reaches the median of the
     *training* tracks' (so the held-out tracks do not set the bar).
     """
     songs = {s.song_id: s for s in lib.tracks() if s.song_id in split}
     desc = {}
-    for sid in songs:
-        S = lib.catalog.spectrogram(sid)
+    for sid, song in songs.items():
+        S = track_spectrogram(lib, song, "mel")
         desc[sid] = track_descriptors(S, lib.features) if S is not None else (0.0, 0.0)
     bar = float(np.median([desc[s][1] for s in songs if split[s] == "train"]))
     tags = {}

@@ -1,0 +1,25 @@
+"""server/evaluation/scale.py: distractors are faster or slower copies of songs outside the benchmark."""
+from __future__ import annotations
+
+import numpy as np
+
+from tuneprint.server.evaluation.scale import distractor_sources, shifted
+
+SR = 22050
+
+
+def test_a_shifted_copy_is_shorter_and_higher_when_faster():
+    t = np.arange(SR * 2) / SR
+    y = np.sin(2 * np.pi * 440.0 * t).astype(np.float32)
+    faster = shifted(y, 1.06)
+    assert abs(len(faster) - len(y) / 1.06) <= 2
+    peak_hz = np.argmax(np.abs(np.fft.rfft(faster))) * SR / len(faster)
+    assert abs(peak_hz - 440.0 * 1.06) < 2.0
+
+
+def test_distractors_come_from_songs_outside_the_benchmark(tmp_path):
+    for name in ("a/one.ogg", "a/two.ogg", "b/three.mp3", "b/notes.txt"):
+        (tmp_path / "music" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "music" / name).write_bytes(b"")
+    sources = distractor_sources(tmp_path, {str(tmp_path / "music" / "a" / "two.ogg")})
+    assert [p.name for p in sources] == ["one.ogg", "three.mp3"]
