@@ -3,6 +3,7 @@
 soundfile (libsndfile) reads WAV, FLAC, Ogg Vorbis, Opus and MP3; PyAV (FFmpeg)
 is the fallback for M4A/AAC, WebM and anything else FFmpeg knows. Nothing
 downstream of :func:`load_audio` ever sees another rate or channel count.
+:func:`stream_audio` decodes the same way a block at a time, for recordings of hours.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -57,15 +59,7 @@ def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_
         A native rate below ``MIN_SAMPLE_RATE`` (or above ``MAX_SAMPLE_RATE``), refused before decoding.
     """
     name = _describe(source)
-    if not isinstance(source, (bytes, bytearray)):
-        path = Path(source)
-        if not path.is_file():
-            raise UnreadableAudioError(f"{name}: no such file")
-        if path.stat().st_size == 0:
-            raise UnreadableAudioError(f"{name}: the file is empty")
-    elif len(source) == 0:
-        raise UnreadableAudioError(f"{name}: the upload is empty")
-
+    _check_source(source)
     try:
         y, native_sr = _read_soundfile(source, max_seconds)
     except SampleRateError:
@@ -91,6 +85,154 @@ def load_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE, min_
     return y
 
 
+def stream_audio(source: str | os.PathLike | bytes, *, sr: int = SAMPLE_RATE,
+                 block_s: float = 10.0) -> Iterator[np.ndarray]:
+    """Decode ``source`` block by block, as :func:`load_audio` would, for recordings of hours.
+
+    The file is opened (and refused) before the first block; then at most about ``block_s``
+    seconds of audio are held at a time. MP3 and what libsndfile cannot read go through PyAV (so
+    that no block holds descriptor 2 or the stderr lock for the whole file, as mpg123's notes
+    would need); soxr resamples in a stream.
+
+    Yields
+    ------
+    block : np.ndarray [shape=(m,), dtype=float32], 0 < m ≤ ``block_s`` · ``sr``
+        Consecutive mono samples at ``sr``.
+
+    Raises
+    ------
+    UnreadableAudioError
+        Missing, empty or undecodable input, or a decoding error part of the way through (the
+        blocks before it have been yielded).
+    SampleRateError
+        A native rate outside ``MIN_SAMPLE_RATE``–``MAX_SAMPLE_RATE``.
+    """
+    name = _describe(source)
+    _check_source(source)
+    native_sr, blocks = _open_blocks(source, block_s)
+    most = max(1, int(block_s * sr))
+    resampler = None if native_sr == sr else _stream_resampler(native_sr, sr)
+    yielded = 0
+    try:
+        for block in blocks:
+            if not np.all(np.isfinite(block)):
+                raise UnreadableAudioError(f"{name}: the audio holds NaN or infinite samples")
+            out = block if resampler is None else resampler.resample_chunk(block)
+            for first in range(0, len(out), most):
+                yielded += len(out[first : first + most])
+                yield np.ascontiguousarray(out[first : first + most], dtype=np.float32)
+        nothing = np.zeros(0, np.float32)
+        tail = nothing if resampler is None else resampler.resample_chunk(nothing, last=True)
+    except UnreadableAudioError:
+        raise
+    except Exception as e:  # a damaged stretch part of the way through
+        cause = getattr(e, "strerror", None) or e
+        raise UnreadableAudioError(f"{name}: decoding failed after {yielded / sr:.1f} s ({cause})") from e
+    if len(tail):
+        yielded += len(tail)
+        yield np.ascontiguousarray(tail, dtype=np.float32)
+    if yielded == 0:
+        raise UnreadableAudioError(f"{name}: the file holds no audio samples")
+
+
+def audio_seconds(source: str | os.PathLike) -> float | None:
+    """The length of an audio file from its header, without decoding it; None where it does not say."""
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(source))
+        if info.frames > 0 and info.samplerate > 0:
+            return info.frames / info.samplerate
+    except Exception:
+        pass
+    try:
+        import av
+
+        with av.open(str(source)) as container:
+            if container.duration:
+                return container.duration / 1_000_000  # av.time_base
+            stream = container.streams.audio[0]
+            return float(stream.duration * stream.time_base) if stream.duration else None
+    except Exception:
+        return None
+
+
+def _open_blocks(source, block_s: float) -> tuple[int, Iterator[np.ndarray]]:
+    """The native rate of ``source`` and a generator of its mono blocks at that rate (soundfile,
+    else PyAV); raises here, before any block, if neither can open it."""
+    if not _looks_like_mp3(source):
+        try:
+            return _soundfile_blocks(source, block_s)
+        except SampleRateError:
+            raise
+        except Exception as sf_error:
+            log.debug("soundfile could not open %s (%s); trying PyAV", _describe(source), sf_error)
+    try:
+        return _pyav_blocks(source, block_s)
+    except SampleRateError:
+        raise
+    except Exception as av_error:
+        cause = getattr(av_error, "strerror", None) or av_error
+        raise UnreadableAudioError(f"{_describe(source)}: not a readable audio file ({cause})") from av_error
+
+
+def _soundfile_blocks(source, block_s: float) -> tuple[int, Iterator[np.ndarray]]:
+    import soundfile as sf
+
+    f = sf.SoundFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
+    native_sr = int(f.samplerate)
+    try:
+        _check_rate(source, native_sr)
+    except SampleRateError:
+        f.close()
+        raise
+
+    def blocks() -> Iterator[np.ndarray]:
+        with f:
+            while len(data := f.read(max(1, int(block_s * native_sr)), dtype="float32", always_2d=True)):
+                yield data.mean(axis=1)
+    return native_sr, blocks()
+
+
+def _pyav_blocks(source, block_s: float) -> tuple[int, Iterator[np.ndarray]]:
+    import av
+
+    container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
+    try:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        native_sr = stream.codec_context.sample_rate or stream.rate
+        if not native_sr:
+            raise ValueError("no sample rate")
+        _check_rate(source, native_sr)
+    except BaseException:
+        container.close()
+        raise
+
+    def blocks() -> Iterator[np.ndarray]:
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=native_sr)
+        pending, have, most = [], 0, max(1, int(block_s * native_sr))
+        with container:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray()[0])
+                    have += len(pending[-1])
+                if have >= most:
+                    yield np.concatenate(pending).astype(np.float32)
+                    pending, have = [], 0
+            pending += [out.to_ndarray()[0] for out in resampler.resample(None)]
+        if pending:
+            yield np.concatenate(pending).astype(np.float32)
+    return int(native_sr), blocks()
+
+
+def _stream_resampler(orig_sr: int, sr: int):
+    import soxr
+
+    return soxr.ResampleStream(orig_sr, sr, 1, dtype="float32", quality="HQ")
+
+
 def to_rate(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     """Resample mono ``y`` from ``orig_sr`` to ``sr`` (soxr, high quality)."""
     if orig_sr == sr:
@@ -112,6 +254,19 @@ def read_tags(path: str | os.PathLike) -> Tags:
     except Exception:  # tags are a courtesy: an untagged or odd file still indexes
         return Tags()
     return Tags(title=meta.get("title") or None, artist=meta.get("artist") or meta.get("album_artist") or None)
+
+
+def _check_source(source) -> None:
+    """Refuse a missing or empty file or upload before any decoder sees it."""
+    name = _describe(source)
+    if not isinstance(source, (bytes, bytearray)):
+        path = Path(source)
+        if not path.is_file():
+            raise UnreadableAudioError(f"{name}: no such file")
+        if path.stat().st_size == 0:
+            raise UnreadableAudioError(f"{name}: the file is empty")
+    elif len(source) == 0:
+        raise UnreadableAudioError(f"{name}: the upload is empty")
 
 
 def _describe(source) -> str:

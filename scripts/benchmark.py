@@ -33,6 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--model", default=DEFAULT.model, help="'default', 'seeded' or a checkpoint path")
     p.add_argument("--backend", choices=["faiss", "annoy", "milvus"], default=DEFAULT.backend)
+    p.add_argument("--faiss-factory", default=DEFAULT.faiss_factory,
+                   help=f"the FAISS codec (default {DEFAULT.faiss_factory}; 'Flat': exact vectors)")
     p.add_argument("--clips-per-song", type=int, default=DEFAULT.clips_per_song, help="clips per song and condition")
     p.add_argument("--clip-seconds", type=float, default=DEFAULT.clip_seconds, help="length of each clip (default 3 s)")
     p.add_argument("--outsider-share", type=float, default=DEFAULT.outsider_share,
@@ -48,9 +50,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    cfg = BenchmarkConfig(model=args.model, backend=args.backend, clips_per_song=args.clips_per_song,
-                          clip_seconds=args.clip_seconds, outsider_share=args.outsider_share, seed=args.seed,
-                          noise_dir=args.noise_dir, index_hop_frames=args.index_hop)
+    cfg = BenchmarkConfig(model=args.model, backend=args.backend, faiss_factory=args.faiss_factory,
+                          clips_per_song=args.clips_per_song, clip_seconds=args.clip_seconds,
+                          outsider_share=args.outsider_share, seed=args.seed, noise_dir=args.noise_dir,
+                          index_hop_frames=args.index_hop)
     result = run_benchmark(args.corpus, cfg, library=args.library)
     if args.json:
         args.json.write_text(json.dumps([o.to_dict() for o in result.outcomes], indent=1))

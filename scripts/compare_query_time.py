@@ -1,10 +1,10 @@
-"""Query time of two libraries on the same clips: search, vote and verification of each clip, both
+"""Query time of libraries on the same clips: search, vote and verification of each clip, all
 libraries in one process and interleaved, so a shared CPU slows them alike.
 
-    python scripts/compare_query_time.py LIB_A LIB_B [--corpus data/corpus] [--clips 400]
+    python scripts/compare_query_time.py LIB_A LIB_B [LIB_C ...] [--corpus data/corpus] [--clips 400]
 
-The clips are the identification benchmark's (3 s, its conditions, clip seed 7) from songs of
-LIB_A, embedded once with LIB_A's encoder (both libraries must share it).
+The clips are the identification benchmark's (3 s, its conditions, clip seed 7), embedded once
+with LIB_A's encoder (every library must share it).
 """
 from __future__ import annotations
 
@@ -23,13 +23,15 @@ from tuneprint.server.library import Library
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("libraries", nargs=2, type=Path, metavar="LIB")
+    p.add_argument("libraries", nargs="+", type=Path, metavar="LIB", help="two or more libraries of one encoder")
     p.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     p.add_argument("--clips", type=int, default=400, help="clips answered by each library")
     args = p.parse_args()
+    if len(args.libraries) < 2:
+        p.error("give two or more libraries")
     libs = [Library.open(root) for root in args.libraries]
-    if libs[0].model_id != libs[1].model_id:
-        raise SystemExit("the two libraries use different encoders; their clips cannot be shared")
+    if len({lib.model_id for lib in libs}) > 1:
+        raise SystemExit("the libraries use different encoders; their clips cannot be shared")
     members, _, noises = held_out_songs(args.corpus, 0.33)
     rng, sr = np.random.default_rng(7), libs[0].features.sample_rate
     embedded = []
@@ -37,7 +39,7 @@ def main() -> None:
         for clip in random_clips(load_audio(path, sr=sr), sr, rng, noises, CONDITIONS, 2, 3.0):
             embedded.append(libs[0].embed_clip(clip.samples))
     embedded = embedded[: args.clips]
-    times = [[], []]
+    times = [[] for _ in libs]
     for emb in embedded:
         for lib, spent in zip(libs, times):
             started = time.perf_counter()

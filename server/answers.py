@@ -141,5 +141,28 @@ class LabelAnswer:
         return replace(self, music=music)
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """A stretch of a long recording (server/monitor.py): one song playing, from ``offset_s`` in it,
+    or (``song`` None) nothing the library knows. Consecutive stretches tile the recording."""
+
+    recording: str
+    start_s: float
+    end_s: float
+    song: Song | None
+    offset_s: float | None = None  # where in the song the stretch starts
+    score: float | None = None  # mean confidence of the windows that named this song here (0.5 = the "unknown" bar)
+    windows: int = 0  # windows of the recording answered in this stretch
+    agreeing: int = 0  # of those, the ones that named this song at this offset (or nothing, in a null stretch)
+
+    def to_dict(self) -> dict:
+        match = None if self.song is None else {
+            "song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
+            "artist": self.song.artist, "offset_s": round(self.offset_s or 0.0, 2), "score": _rounded(self.score),
+            "agreement": round(self.agreeing / self.windows, 4) if self.windows else None}
+        return {"recording": self.recording, "start_s": round(self.start_s, 2), "end_s": round(self.end_s, 2),
+                "match": match, "windows": self.windows}
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)

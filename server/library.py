@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from tuneprint.index.catalog import LABEL, TAG, Catalog, Song
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
 from tuneprint.index.vote import VoteConfig
 
-from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, confidence
+from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, Stretch, confidence
 from .gate import add_refusal, gate_for, music_verdict
 from .style import rank_similar_tracks, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
@@ -31,6 +31,7 @@ from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, bu
                      embedder_for, insert_songs, load_library_model, model_spec, open_catalog, read_part,
                      library_stats, read_settings, recorded_features, write_empty_library)
 from .maintenance import adopt_model, reindex, store_missing_spectrograms
+from .monitor import MonitorConfig, monitor
 from .writelock import DEFAULT_WAIT_S, writer_lock
 
 log = logging.getLogger(__name__)
@@ -323,6 +324,13 @@ class Library:
         match = candidates[0] if decision.winner is not None else None
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
         return Identification(name, match, candidates, decision.reason, clip_s).judged(self.music(emb))
+
+    def monitor(self, recording: str | os.PathLike | bytes, *, window_s: float = MonitorConfig.window_s,
+                hop_s: float = MonitorConfig.hop_s, progress: Callable[[float], None] | None = None,
+                name: str | None = None) -> Iterator[Stretch]:
+        """Every stretch of a long recording, a song (where in it, how sure) or no match, decoded and
+        answered a block at a time (server/monitor.py); ``progress`` gets the seconds walked so far."""
+        return monitor(self, recording, MonitorConfig(window_s=window_s, hop_s=hop_s), progress=progress, name=name)
 
     def similar(self, clip: AudioSource | None = None, *, track: str | None = None, n: int = 10,
                 name: str | None = None) -> SimilarAnswer:

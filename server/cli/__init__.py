@@ -6,6 +6,7 @@ evaluation, the web framework) are imported inside the command that runs, so ``-
 
 - :mod:`.library_commands`: add, remove, reindex, stats, tracks, doctor
 - :mod:`.query_commands`: identify, similar, genre (files or folders; ``--out`` report; summary)
+- :mod:`.monitor_command`: monitor (every stretch of long recordings: a song, or no match)
 - :mod:`.classify_command`: classify train / classify predict, label (a track's tags and labels)
 - :mod:`.train_command`, :mod:`.evaluate_command`, :mod:`.serve_command`
 - :mod:`.common` (exit codes, messages), :mod:`.output` (``--out`` files), :mod:`.progress`
@@ -23,7 +24,8 @@ import sys
 from tuneprint import __version__
 from tuneprint.errors import TuneprintError
 
-from . import classify_command, evaluate_command, library_commands, query_commands, serve_command, train_command
+from . import (classify_command, evaluate_command, library_commands, monitor_command, query_commands, serve_command,
+               train_command)
 from .common import EXIT_LIBRARY, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError, exit_status, print_error
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "EXIT_LIBRARY"]
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     library_commands.add_parser_add(sub)
     query_commands.add_parsers(sub)
+    monitor_command.add_parser(sub)
     classify_command.add_parsers(sub)
     library_commands.add_catalog_parsers(sub)
     train_command.add_parser(sub)

@@ -45,6 +45,7 @@ SNR_BANDS = ((0.0, 2.5), (2.5, 5.0), (5.0, 7.5), (7.5, 10.0))
 class BenchmarkConfig:
     model: str = "default"  # 'default', 'seeded' or a checkpoint path
     backend: str = "faiss"
+    faiss_factory: str = IndexConfig.faiss_factory  # the FAISS codec ("Flat": exact vectors)
     clips_per_song: int = 8  # clips per song and condition
     clip_seconds: float = 3.0
     outsider_share: float = 0.33  # share of the held-out songs kept out of the library
@@ -57,6 +58,8 @@ class BenchmarkConfig:
         noise bank or another clip length gets its own."""
         default = BenchmarkConfig()
         key, title = f"identify-{self.backend}", self.backend
+        if self.backend == "faiss" and self.faiss_factory != default.faiss_factory:
+            key, title = f"{key}-{self.faiss_factory.replace(',', '-')}", f"{title} {self.faiss_factory}"
         if self.seed != default.seed:
             key, title = f"{key}-seed{self.seed}", f"{title}, clip seed {self.seed}"
         if self.noise_dir:
@@ -110,14 +113,15 @@ class BenchmarkResult:
         return self.stats["hours"] * 3600
 
 
-def held_out_songs(corpus: Path, outsider_share: float, noise_dir: Path | None = None):
+def held_out_songs(corpus: Path, outsider_share: float, noise_dir: Path | None = None, noise_limit: int | None = None):
     """Songs no training run sees (test + unseen collections), split into library members and
-    outsiders (kept out of the library), and the recorded noises to mix into clips."""
+    outsiders (kept out of the library), and the recorded noises to mix into clips (``noise_limit``
+    of them, drawn by :func:`load_noises`; all when None)."""
     parts = split_corpus(corpus)
     held_out = parts["test"] + parts["unseen"]
     outsiders = [it for it in held_out if song_unit(it[0], "outsider") < outsider_share]
     members = [it for it in held_out if it not in outsiders]
-    return members, outsiders, load_noises(noise_dir or corpus / "noise")
+    return members, outsiders, load_noises(noise_dir or corpus / "noise", limit=noise_limit)
 
 
 def identify_clips(lib: Library, members, outsiders, noises, clips_per_song: int, seed: int,
@@ -153,7 +157,8 @@ def run_benchmark(corpus: Path, cfg: BenchmarkConfig = BenchmarkConfig(), librar
     members, outsiders, noises = held_out_songs(corpus, cfg.outsider_share, cfg.noise_dir)
     root = library or Path(tempfile.mkdtemp(prefix="tuneprint-bench-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
-    settings = LibrarySettings(model=cfg.model, index=IndexConfig(backend=cfg.backend), index_hop_frames=cfg.index_hop_frames)
+    settings = LibrarySettings(model=cfg.model, index=IndexConfig(backend=cfg.backend, faiss_factory=cfg.faiss_factory),
+                               index_hop_frames=cfg.index_hop_frames)
     try:
         with Library.create(root, settings) as lib:
             started = time.perf_counter()
