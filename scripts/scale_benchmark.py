@@ -51,7 +51,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"ingest_s": ingest_s, **asdict(result)}, indent=2))
     plot(result, args.plot)
     if args.out:
-        write_section(args.out, "scale", "Scale: distractors up to a million vectors", summarize(result, cfg))
+        write_section(args.out, "scale", "Scale: the benchmark library grown with distractor songs", summarize(result, cfg))
     print(summarize(result, cfg))
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
