@@ -85,7 +85,15 @@ def _connect(ray, address: str) -> bool:
         return False
     # A dashboard is of no use to one ingest, and costs a few seconds and a port.
     options = {"include_dashboard": False} if address == "local" else {}
-    ray.init(address=address, **options)
+    for attempt in range(2):
+        try:
+            ray.init(address=address, **options)
+            break
+        except Exception as e:  # a bare Exception when a local node misses Ray's 30-s start-up window
+            ray.shutdown()
+            if attempt == 1 or address != "local":
+                raise
+            log.warning("Ray did not start (%s); trying once more", e)
     log.info("connected to Ray at %s: %s", address, ray.cluster_resources())
     return True
 
