@@ -397,9 +397,11 @@ class Library:
         """Make a trained checkpoint this library's encoder; then :meth:`reindex` before querying."""
         return adopt_model(self, checkpoint)
 
-    def reindex(self, progress: Callable[[Song], None] | None = None) -> int:
-        """Re-embed every song from its file with the library's model and rebuild the index."""
-        return reindex(self, progress)
+    def reindex(self, progress: Callable[[Song], None] | None = None, *, faiss_factory: str | None = None) -> int:
+        """Re-embed every song from its file with the library's model and rebuild the index (with
+        ``faiss_factory``: its FAISS codec from now on, e.g. "PCA128,PQ64" for an exact library)."""
+        index = replace(self.settings.index, faiss_factory=faiss_factory) if faiss_factory else None
+        return reindex(self, progress, index)
 
     def _require_encoder(self) -> None:
         if self.embedder is None:

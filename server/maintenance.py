@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from tuneprint.index.catalog import Song
-from tuneprint.index.vectors import save_index
+from tuneprint.index.vectors import IndexConfig, save_index
 
 from .folder import INDEX_DIR, LIBRARY_MODEL, insert_songs, record_model, write_settings
 from .style import record_style
@@ -58,12 +58,14 @@ def adopt_model(lib, checkpoint: str | os.PathLike) -> str:
     return str(lib.root / LIBRARY_MODEL)
 
 
-def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
+def reindex(lib, progress: Callable[[Song], None] | None = None, index: IndexConfig | None = None) -> int:
     """Re-embed every song from its file with the library's current model and rebuild the index.
 
     The new index replaces the old one only when every song was embedded. A model that carries
     calibrated "unknown" thresholds (index/calibration.py) brings them along: thresholds of
-    another encoder mean nothing for the new embeddings.
+    another encoder mean nothing for the new embeddings. ``index`` stores the vectors anew another
+    way (e.g. a library made before compact codes: ``faiss_factory="PCA128,PQ64"``); the library's
+    settings take it once the new index is in place.
     """
     from tuneprint.encoder.audio import load_audio
 
@@ -72,7 +74,8 @@ def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
     lib._require_encoder()
     with lib.writing():  # held throughout: a song added meanwhile would miss the new index
         songs = lib.catalog.songs()
-        fresh = new_index(lib.settings.index, lib.model_id)
+        config = index or lib.settings.index
+        fresh = new_index(config, lib.model_id)
         with lib.catalog.transaction():  # a song at a time: memory holds the new index, not every embedding
             record_model(lib.catalog, lib.model)  # its features are what the songs' views are cut by
             for song in songs:
@@ -84,6 +87,9 @@ def reindex(lib, progress: Callable[[Song], None] | None = None) -> int:
                     progress(song)
             record_style(lib.catalog, lib.style)
             save_index(fresh, lib.root / INDEX_DIR, model_id=lib.model_id)
+            if config != lib.settings.index:
+                lib.settings = replace(lib.settings, index=config)
+                write_settings(lib.root, lib.settings)
             if lib.model_vote is not None and lib.model_vote != lib.settings.vote:
                 lib.settings = replace(lib.settings, vote=lib.model_vote)
                 write_settings(lib.root, lib.settings)

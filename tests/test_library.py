@@ -464,6 +464,26 @@ def test_reindex_recovers_a_refused_library(tmp_path):
         assert lib.identify(clip).to_dict() == answer  # the same encoder gives the same answer
 
 
+def test_reindex_turns_an_exact_library_compact(tmp_path, capsys):
+    """A library made with exact vectors (as before compact codes) is re-encoded by
+    `tuneprint reindex --faiss-factory`, answers the same, and keeps the codec in its settings."""
+    from tuneprint.index.vectors import IndexConfig
+    from tuneprint.server.cli import main
+
+    files = [write_clip(tmp_path, f"song{i}", synth_song(520 + i, seconds=8.0)) for i in range(2)]
+    clip = write_clip(tmp_path, "clip", cut(synth_song(521, seconds=8.0), 2.0, CLIP_S))
+    root = tmp_path / "lib"
+    with Library.create(root, LibrarySettings(model=TEST_MODEL, index=IndexConfig(faiss_factory="Flat"))) as lib:
+        lib.add(files)
+        exact_bytes, answer = lib.stats()["index_bytes"], lib.identify(clip)
+    assert main(["reindex", "--library", str(root), "--faiss-factory", "PCA128,PQ64"]) == 0
+    with Library.open(root) as lib:
+        stats = lib.stats()
+        assert stats["index_config"]["faiss_factory"] == "PCA128,PQ64" and stats["vectors"] == stats["snippets"]
+        assert stats["index_bytes"] < exact_bytes / 10
+        assert lib.identify(clip).match.song.song_id == answer.match.song.song_id
+
+
 def test_reindex_brings_the_encoders_calibrated_thresholds(tmp_path):
     """Thresholds stored for an older encoder are replaced by those calibrated for the current one."""
     root = tmp_path / "lib"

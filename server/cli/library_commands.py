@@ -60,7 +60,10 @@ def add_catalog_parsers(sub) -> None:
     p = add_command(sub, "remove", "Remove songs from catalog and index.", cmd_remove)
     p.add_argument("song_ids", nargs="+", metavar="SONG_ID")
 
-    add_command(sub, "reindex", "Re-embed every track with the library's encoder and rebuild the index.", cmd_reindex)
+    p = add_command(sub, "reindex", "Re-embed every track with the library's encoder and rebuild the index.", cmd_reindex)
+    p.add_argument("--faiss-factory", metavar="FACTORY", default=None,
+                   help="store the vectors with this FAISS codec from now on, e.g. PCA128,PQ64 (64-byte codes, "
+                        "the default of new libraries) for a library made before it, or Flat (exact)")
 
     p = add_command(sub, "doctor", "Check every part of a library and say what is wrong; --repair fixes what can "
                     "be rebuilt (settings, index, orphaned rows).", cmd_doctor)
@@ -226,7 +229,7 @@ def cmd_reindex(args) -> int:
 
     with Library.open(args.library, check_model=False) as lib:
         with Progress(len(lib.tracks()), desc="re-embedding", unit="song") as bar:
-            n = lib.reindex(progress=lambda song: bar.update(audio_s=song.duration_s))
+            n = lib.reindex(progress=lambda song: bar.update(audio_s=song.duration_s), faiss_factory=args.faiss_factory)
     print(f"re-embedded {n} songs with encoder {lib.model_id}")
     return EXIT_OK
 
