@@ -175,7 +175,7 @@ def cmd_stats(args) -> int:
     labels = ", ".join(f"{k} ({v})" for k, v in stats["labels"].items()) or "none"
     tags = ", ".join(f"{k} ({v})" for k, v in stats["tags"].items()) or "none"
     lines = [f"library  {stats['library']}", f"songs    {stats['songs']}", f"snippets {stats['snippets']}",
-             f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"tags     {tags}", f"backend  {stats['backend']}",
+             f"hours    {stats['hours']:.2f}", f"labels   {labels}", f"tags     {tags}", f"backend  {_backend(stats)}",
              f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB"
              + (f" ({_per_minute(stats)})" if stats["bytes_per_audio_minute"]["index"] else ""),
              f"encoder  {stats['model_id']}",
@@ -193,9 +193,20 @@ def cmd_stats(args) -> int:
     return EXIT_OK
 
 
+def _backend(stats: dict) -> str:
+    """The backend, and how FAISS stores the vectors (its codec) or where Milvus keeps them."""
+    config = stats.get("index_config") or {}
+    if stats["backend"] == "faiss":
+        return f"faiss ({config.get('faiss_factory')})"
+    if stats["backend"] == "milvus":
+        return f"milvus ({config.get('uri') or 'Milvus Lite file'}, {config.get('milvus_index')})"
+    return stats["backend"]
+
+
 def _per_minute(stats: dict) -> str:
     per = stats["bytes_per_audio_minute"]
-    return f"per minute of audio: index {per['index'] / 1e3:.0f} kB, catalog {per['catalog'] / 1e3:.0f} kB"
+    return (f"per minute of audio: index {per['index'] / 1e3:.1f} kB, catalog {per['catalog'] / 1e3:.1f} kB, "
+            f"together {per['total'] / 1e3:.1f} kB")
 
 
 def cmd_tracks(args) -> int:
