@@ -3,8 +3,10 @@
 A library folder holds::
 
     settings.json        LibrarySettings (format version, model, index, vote, patch hops)
-    catalog.sqlite       songs, labels, snippet runs (row ids → song, offsets), spectrograms, meta
-    index/               the vector index (FAISS or Annoy) and its index.json
+    catalog.sqlite       songs, labels, snippet runs (row ids → song, offsets), verification views, meta
+    index/               the vector index and its index.json: FAISS segments of codes (index/segments.py),
+                         Annoy's forest, or the name of a Milvus collection
+    milvus.db            a Milvus Lite index's vectors (``--index milvus`` without ``--uri``)
     model.safetensors    the library's own encoder, after `tuneprint train`
 """
 from __future__ import annotations
