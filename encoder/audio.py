@@ -199,13 +199,7 @@ def _pyav_blocks(source, block_s: float) -> tuple[int, Iterator[np.ndarray]]:
 
     container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
     try:
-        if not container.streams.audio:
-            raise ValueError("no audio stream")
-        stream = container.streams.audio[0]
-        native_sr = stream.codec_context.sample_rate or stream.rate
-        if not native_sr:
-            raise ValueError("no sample rate")
-        _check_rate(source, native_sr)
+        stream, native_sr = _audio_stream(container, source)
     except BaseException:
         container.close()
         raise
@@ -351,18 +345,24 @@ def _looks_like_mp3(source) -> bool:
     return head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
+def _audio_stream(container, source):
+    """The container's first audio stream and its sample rate (checked: a plausible one)."""
+    if not container.streams.audio:
+        raise ValueError("no audio stream")
+    stream = container.streams.audio[0]
+    native_sr = stream.codec_context.sample_rate or stream.rate
+    if not native_sr:
+        raise ValueError("no sample rate")
+    _check_rate(source, native_sr)
+    return stream, native_sr
+
+
 def _read_pyav(source, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import av
 
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
     with av.open(handle) as container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream")
-        stream = container.streams.audio[0]
-        native_sr = stream.codec_context.sample_rate or stream.rate
-        if not native_sr:
-            raise ValueError("no sample rate")
-        _check_rate(source, native_sr)
+        stream, native_sr = _audio_stream(container, source)
         # Resample inside FFmpeg to planar float mono at the stream's own rate.
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=native_sr)
         wanted = _frames(max_seconds, native_sr)
