@@ -252,3 +252,85 @@ def size_slope(song_best: np.ndarray, own: np.ndarray, seed: int,
     slope, quantiles = impostor_slope(impostors, cfg.target_unknown, np.random.default_rng(seed),
                                       cfg.impostor_draws, cfg.library_sizes)
     return round(slope, 4), {n: round(q, 4) for n, q in quantiles.items()}
+
+
+@dataclass(frozen=True)
+class SizeRuleConfig:
+    """How :func:`choose_size_rule` chooses: the rates every library size must keep."""
+
+    target_unknown: float = 0.97  # outsider clips answered "unknown", at every size
+    max_wrong: float = 0.01  # member clips answered with another song, at every size (clips of a patch or more)
+    max_wrong_short: float = 0.02  # the same for clips shorter than a patch
+    evidence_quantiles: int = 201
+    leads: tuple[float, ...] = tuple(np.round(np.arange(0.0, 0.401, 0.01), 3))
+
+
+def choose_bars(per_size: dict[int, dict[str, np.ndarray]], max_wrong: float,
+                cfg: SizeRuleConfig = SizeRuleConfig()) -> dict | None:
+    """The (min_evidence, min_lead) that identify the most member clips, averaged over library sizes,
+    while at every size ``cfg.target_unknown`` of outsider clips are "unknown" and at most ``max_wrong``
+    of member clips get another song.
+
+    Parameters
+    ----------
+    per_size : library size → arrays [shape=(clips,)] of one clip length: ``member``, ``right`` (the
+        first candidate is the clip's song), ``evidence`` (the first candidate's) and ``lead`` (over the
+        next verified candidate); clips without any candidate have evidence -inf.
+    """
+    pooled = np.concatenate([a["evidence"][~a["member"]] for a in per_size.values()])
+    pooled = pooled[np.isfinite(pooled)]
+    if len(pooled) == 0:
+        return None
+    bars = np.unique(np.round(np.quantile(pooled, np.linspace(0, 1, cfg.evidence_quantiles)), 4))
+    best = None
+    for min_lead in cfg.leads:
+        ok = np.ones(len(bars), dtype=bool)
+        hits = np.zeros(len(bars))
+        for a in per_size.values():
+            accepted = (a["evidence"][None] >= bars[:, None]) & (a["lead"] >= min_lead)[None]
+            member = a["member"]
+            ok &= 1.0 - accepted[:, ~member].mean(axis=1) >= cfg.target_unknown
+            ok &= (accepted & ~a["right"])[:, member].mean(axis=1) <= max_wrong
+            hits += (accepted & a["right"])[:, member].mean(axis=1) / len(per_size)
+        hits = np.where(ok, hits, -1.0)
+        i = int(np.argmax(hits))
+        if hits[i] >= 0 and (best is None or hits[i] > best["member_hit_rate"]):
+            best = {"min_evidence": float(bars[i]), "min_lead": float(min_lead), "member_hit_rate": round(float(hits[i]), 4)}
+    if best is not None:
+        best["by_size"] = {n: size_rates(a, best["min_evidence"], best["min_lead"]) for n, a in per_size.items()}
+    return best
+
+
+def size_rates(a: dict[str, np.ndarray], min_evidence: float, min_lead: float) -> dict[str, float]:
+    """Member clips right and wrong, outsider clips "unknown", under the bars."""
+    accepted = (a["evidence"] >= min_evidence) & (a["lead"] >= min_lead)
+    member = a["member"]
+    return {"right": round(float((accepted & a["right"])[member].mean()), 4),
+            "wrong": round(float((accepted & ~a["right"])[member].mean()), 4),
+            "unknown": round(float(1.0 - accepted[~member].mean()), 4),
+            "members": int(member.sum()), "outsiders": int((~member).sum())}
+
+
+def choose_size_rule(by_length: dict[float, dict[int, dict[str, np.ndarray]]], patch_seconds: float,
+                     cfg: SizeRuleConfig = SizeRuleConfig()) -> dict:
+    """Bars for every clip length measured (:func:`choose_bars`): the longest length's become
+    ``min_evidence`` and ``min_lead``, the shorter ones ``short_bars`` points, with a last point at
+    ``patch_seconds`` holding the long bars (so that bars move smoothly up to a whole patch).
+
+    Raises ValueError when some length has no bars that keep the rates.
+    """
+    lengths = sorted(by_length)
+    chosen = {}
+    for seconds in lengths:
+        short = seconds < patch_seconds - 0.05
+        bars = choose_bars(by_length[seconds], cfg.max_wrong_short if short else cfg.max_wrong, cfg)
+        if bars is None:
+            raise ValueError(f"no bars keep {cfg.target_unknown:.0%} of {seconds:g}-s outsider clips unknown at every size")
+        chosen[seconds] = bars
+    long = chosen[lengths[-1]]
+    points = [[s, chosen[s]["min_evidence"], chosen[s]["min_lead"]] for s in lengths[:-1]]
+    if points:
+        points.append([round(patch_seconds, 3), long["min_evidence"], long["min_lead"]])
+    return {"min_evidence": long["min_evidence"], "min_lead": long["min_lead"], "short_bars": points,
+            "reference_songs": 0, "similarity_slope": 0.0, "by_length": {str(s): chosen[s] for s in lengths},
+            "rule": cfg.__dict__ | {"leads": [float(x) for x in cfg.leads]}}

@@ -90,10 +90,12 @@ def verify_votes(votes: list[SongVote], clip_db: np.ndarray, spectrograms: Spect
 
 def decide_clip(neighbours: Neighbours, query_offsets_s: np.ndarray, clip_db: np.ndarray | None,
                 spectrograms: SpectrogramSource | None, cfg: VoteConfig, features: FeatureConfig) -> Decision:
-    """Neighbours of a clip → its ranked candidate songs and the answer (or "unknown")."""
+    """Neighbours of a clip → its ranked candidate songs and the answer (or "unknown"); the clip's
+    length (from ``clip_db``) picks the bars of short clips."""
     votes = rank_songs(neighbours, query_offsets_s, clip_db, spectrograms, cfg, features)
-    winner = decide(votes, cfg)
-    return Decision(votes, winner, None if winner is not None else unknown_reason(votes, cfg))
+    clip_s = clip_db.shape[1] * features.frame_seconds if clip_db is not None else None
+    winner = decide(votes, cfg, clip_s)
+    return Decision(votes, winner, None if winner is not None else unknown_reason(votes, cfg, clip_s))
 
 
 def rank_similar(neighbours: Neighbours, n: int, exclude: set[str] = frozenset()) -> list[tuple[str, float]]:

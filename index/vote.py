@@ -51,10 +51,20 @@ class VoteConfig:
     verify_top: int = 0
     verify_weight: float = 0.0
     min_evidence: float = 0.0
+    # "Unknown" judged against the clip's own impostors (score normalisation): the answer's evidence
+    # must lead the next verified song's by ``min_lead``. The best of N impostors rises with the size
+    # of a library, and a fixed bar on the evidence alone lets more strangers in as it grows; a clip
+    # of a stored song stands out from its runner-up at any size, a stranger's best song does not.
+    min_lead: float = 0.0
+    # Clips shorter than a patch (answered from partial patches, encoder/short.py) have bars of their
+    # own: (clip seconds, min_evidence, min_lead) points, linear in between; clips as long as the last
+    # point or longer use the bars above. Empty: the bars above at every length.
+    short_bars: tuple = ()
 
     def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
         points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)
         object.__setattr__(self, "similarity_by_patches", points)
+        object.__setattr__(self, "short_bars", tuple(tuple(float(x) for x in p) for p in self.short_bars))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +81,13 @@ class VoteConfig:
         """``min_evidence`` for a clip of ``patches`` query patches: lowered for long clips by as much
         as ``min_similarity`` is (the similarity part of the evidence is what falls for outsiders)."""
         return self.min_evidence + (self.min_similarity_for(patches) - self.min_similarity)
+
+    def bars_for(self, patches: int, clip_s: float | None = None) -> tuple[float, float]:
+        """(min_evidence, min_lead) of a clip of ``patches`` query patches and ``clip_s`` seconds."""
+        if clip_s is not None and self.short_bars and clip_s < self.short_bars[-1][0]:
+            seconds, evidence, lead = (np.array(c) for c in zip(*self.short_bars))
+            return float(np.interp(clip_s, seconds, evidence)), float(np.interp(clip_s, seconds, lead))
+        return self.min_evidence_for(patches), self.min_lead
 
     @property
     def verifies(self) -> bool:
@@ -243,27 +260,38 @@ def consensus_offset(implied_starts: np.ndarray, bin_s: float, weights: np.ndarr
     return float(median), float(mass[i] / cum[-1]) if cum[-1] > 0 else 0.0
 
 
-def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> SongVote | None:
-    """The winning song, or None ("not in the library") when the vote is not convincing."""
+def lead(votes: list[SongVote], cfg: VoteConfig) -> float:
+    """How far the first song's evidence leads the next verified song's (its own when it is alone)."""
+    runner_up = next((v for v in votes[1:] if v.verified is not None), None)
+    first = votes[0].evidence(cfg.verify_weight)
+    return first - runner_up.evidence(cfg.verify_weight) if runner_up is not None else first
+
+
+def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s: float | None = None) -> SongVote | None:
+    """The winning song, or None ("not in the library") when the vote is not convincing; ``clip_s``,
+    the clip's length, picks the bars of clips shorter than a patch (``cfg.short_bars``)."""
     if not votes:
         return None
     winner = votes[0]
     if cfg.verifies and winner.verified is not None:
-        return winner if winner.evidence(cfg.verify_weight) >= cfg.min_evidence_for(winner.patches) else None
+        min_evidence, min_lead = cfg.bars_for(winner.patches, clip_s)
+        passes = winner.evidence(cfg.verify_weight) >= min_evidence and lead(votes, cfg) >= min_lead
+        return winner if passes else None
     if (winner.share < cfg.min_share or winner.similarity < cfg.min_similarity_for(winner.patches)
             or winner.margin < cfg.min_margin):
         return None
     return winner
 
 
-def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig()) -> str:
-    """Why :func:`decide` found no answer: "ambiguous" when the best song is close enough but the votes
-    are split with other songs (the share or margin test failed), else "no_match"."""
+def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s: float | None = None) -> str:
+    """Why :func:`decide` found no answer: "ambiguous" when the best song is close enough but another
+    fits about as well (the lead, share or margin test failed), else "no_match"."""
     if not votes:
         return "no_match"
     winner = votes[0]
     if cfg.verifies and winner.verified is not None:
-        return "no_match"
+        min_evidence, _ = cfg.bars_for(winner.patches, clip_s)
+        return "ambiguous" if winner.evidence(cfg.verify_weight) >= min_evidence else "no_match"
     if winner.similarity >= cfg.min_similarity_for(winner.patches) and (
             winner.share < cfg.min_share or winner.margin < cfg.min_margin):
         return "ambiguous"

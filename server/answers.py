@@ -15,12 +15,13 @@ from tuneprint.index.catalog import Song
 from tuneprint.index.vote import SongVote, VoteConfig
 
 NOT_MUSIC = "not_music"  # the reason of an answer withheld because the music gate says the clip is not music
+TOO_SHORT = "too_short"  # the reason of "unknown" for a clip shorter than the features' min_clip_seconds
 
 
-def confidence(vote: SongVote, cfg: VoteConfig) -> float:
+def confidence(vote: SongVote, cfg: VoteConfig, clip_s: float | None = None) -> float:
     """``vote``'s evidence mapped to [0, 1] with the "unknown" bar at 0.5 (see the module's docstring)."""
     if cfg.verifies and vote.verified is not None:
-        evidence, bar, perfect = vote.evidence(cfg.verify_weight), cfg.min_evidence_for(vote.patches), 1.0 + cfg.verify_weight
+        evidence, bar, perfect = vote.evidence(cfg.verify_weight), cfg.bars_for(vote.patches, clip_s)[0], 1.0 + cfg.verify_weight
     else:
         evidence, bar, perfect = vote.similarity, cfg.min_similarity_for(vote.patches), 1.0
     if evidence >= bar:
@@ -62,7 +63,7 @@ class Identification:
     query: str
     match: Match | None
     candidates: list[Match]
-    reason: str | None = None  # why there is no match: "no_match", "ambiguous" or NOT_MUSIC; None when matched
+    reason: str | None = None  # why there is no match: "no_match", "ambiguous", TOO_SHORT or NOT_MUSIC; None when matched
     clip_s: float | None = None  # seconds of audio in the clip
     music: bool | None = None  # the music gate's verdict (server/gate.py); None where no gate fits the encoder
 

@@ -79,9 +79,32 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "encoder" / "weights" / "calibration.json"
+
+
+def write_calibration(model_id: str, vote: dict, report: dict, path: Path = CALIBRATION_FILE) -> Path:
+    """Ship "unknown" thresholds for the encoder ``model_id`` beside its weights (the checkpoint keeps
+    its bytes, and so its id, which libraries, codec, style head and gate are tied to)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"model_id": model_id, "vote": vote, "report": report}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def shipped_calibration(model_id: str, path: Path = CALIBRATION_FILE) -> dict | None:
+    """The vote settings of ``path`` when they were calibrated for ``model_id``."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data["vote"] if data.get("model_id") == model_id else None
+
+
 def calibrated_vote(model) -> VoteConfig | None:
-    """Vote settings with the "unknown" thresholds calibrated for this model (index/calibration.py), if any."""
+    """Vote settings with the "unknown" thresholds calibrated for this model, if any: those shipped in
+    encoder/weights/calibration.json for it (scripts/identification_sizes.py), else the checkpoint's own
+    (scripts/calibrate.py)."""
     calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
+    calibration = shipped_calibration(model.model_id) or calibration
     if not calibration:
         return None
     return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
@@ -150,9 +173,11 @@ def load_library_model(root: Path, spec: str):
 
 
 def embedder_for(model, style=None):
+    """The embedder of ``model``: with its style head, and with the short-clip query encoder that fits it."""
     from tuneprint.encoder.embeddings import Embedder
+    from tuneprint.encoder.short import short_for
 
-    return Embedder(model, style=style)
+    return Embedder(model, style=style, short=short_for(model))
 
 
 def record_model(catalog: Catalog, model) -> None:

@@ -22,7 +22,7 @@ from tuneprint.index.catalog import LABEL, TAG, Catalog, Song
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
 from tuneprint.index.vote import VoteConfig
 
-from .answers import FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, Stretch, confidence
+from .answers import TOO_SHORT, FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, Stretch, confidence
 from .gate import add_refusal, gate_for, music_verdict
 from .style import rank_similar_tracks, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
@@ -292,14 +292,17 @@ class Library:
     # -- reading -------------------------------------------------------------------------
     def embed_clip(self, clip: AudioSource | np.ndarray):
         """Decode and embed a query clip (a file, its bytes, or samples at the feature rate), patches cut densely."""
+        self._require_encoder()
+        y = self.decode_clip(clip, min_seconds=self.features.min_clip_seconds)
+        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
+
+    def decode_clip(self, clip: AudioSource | np.ndarray, *, min_seconds: float) -> np.ndarray:
+        """A query clip as samples at the feature rate (samples are taken as they are)."""
         from tuneprint.encoder.audio import load_audio
 
-        self._require_encoder()
         if isinstance(clip, np.ndarray):
-            y = clip.astype(np.float32)
-        else:
-            y = load_audio(clip, sr=self.features.sample_rate, min_seconds=self.features.min_clip_seconds)
-        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
+            return clip.astype(np.float32)
+        return load_audio(clip, sr=self.features.sample_rate, min_seconds=min_seconds)
 
     def neighbours(self, vectors: np.ndarray, k: int):
         """The k nearest stored snippets of every vector (index.search.Neighbours)."""
@@ -311,18 +314,24 @@ class Library:
             return find_neighbours(vectors, self.index, self.catalog, k)
 
     def identify(self, clip: AudioSource, *, name: str | None = None) -> Identification:
-        """Which song the clip comes from, where in it, how sure — or no match, and why."""
-        return self.identify_embeddings(self.embed_clip(clip), name=name or _name(clip))
+        """Which song the clip comes from, where in it, how sure — or no match, and why (a clip shorter
+        than ``features.min_clip_seconds`` is answered "unknown" with the reason "too_short")."""
+        y = self.decode_clip(clip, min_seconds=0.0)
+        clip_s = len(y) / self.features.sample_rate
+        if clip_s < self.features.min_clip_seconds:
+            return Identification(name or _name(clip), None, [], TOO_SHORT, clip_s)
+        return self.identify_embeddings(self.embed_clip(y), name=name or _name(clip))
 
     def identify_embeddings(self, emb, *, name: str = "") -> Identification:
         from tuneprint.index.search import decide_clip
 
         cfg = self.settings.vote.for_library(self.catalog.song_count())
-        decision = decide_clip(self.neighbours(emb.vectors, cfg.k), emb.offsets_s, emb.spectrogram, self.catalog,
+        vectors, offsets_s = emb.search_view()
+        decision = decide_clip(self.neighbours(vectors, cfg.k), offsets_s, emb.spectrogram, self.catalog,
                                cfg, self.features)
-        candidates = [Match(self._song(v.song_id), v, confidence(v, cfg)) for v in decision.votes[: cfg.top]]
-        match = candidates[0] if decision.winner is not None else None
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
+        candidates = [Match(self._song(v.song_id), v, confidence(v, cfg, clip_s)) for v in decision.votes[: cfg.top]]
+        match = candidates[0] if decision.winner is not None else None
         return Identification(name, match, candidates, decision.reason, clip_s).judged(self.music(emb))
 
     def monitor(self, recording: str | os.PathLike | bytes, *, window_s: float = MonitorConfig.window_s,

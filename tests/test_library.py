@@ -136,11 +136,20 @@ def test_identify_bytes_upload(library, song_dir):
 
 @pytest.mark.parametrize("bad,error", [
     ("missing", UnreadableAudioError), ("empty", UnreadableAudioError), ("text", UnreadableAudioError),
-    ("short", TooShortError), ("silence", SilentAudioError),
+    ("silence", SilentAudioError),
 ])
 def test_identify_bad_input(library, tmp_path, bad, error):
     with pytest.raises(error):
         library.identify(make_bad_file(tmp_path, bad))
+
+
+def test_a_clip_too_short_to_tell_is_unknown_with_the_reason(library, tmp_path):
+    answer = library.identify(make_bad_file(tmp_path, "short"))
+    assert answer.match is None and answer.candidates == [] and answer.reason == "too_short"
+    assert 0 < answer.clip_s < library.features.min_clip_seconds
+    assert answer.to_dict()["reason"] == "too_short"
+    with pytest.raises(TooShortError):  # the other questions still need a clip's worth of audio
+        library.similar(make_bad_file(tmp_path, "short"))
 
 
 # -- similar and labels -----------------------------------------------------------------------

@@ -128,11 +128,12 @@ def _cache_hours(cache: Path) -> float:
     return sum(float(np.load(f)["seconds"]) for f in cache.glob("*.npz")) / 3600
 
 
-def distractor_batches(lib, cache: Path, batch: int):
-    """The cached distractors as (Song, Embeddings) batches of ``batch`` songs, in a fixed order."""
+def distractor_batches(lib, cache: Path, batch: int, files: list[Path] | None = None):
+    """The cached distractors as (Song, Embeddings) batches of ``batch`` songs, in a fixed order (or
+    those of ``files``, in theirs)."""
     codec = library_codec(lib)
     rows = []
-    for f in sorted(cache.glob("*.npz")):
+    for f in (sorted(cache.glob("*.npz")) if files is None else files):
         data = np.load(f)
         vectors = codec.sa_decode(data["codes"])
         song = Song(f"distractor-{f.stem}", str(f), f.stem, None, float(data["seconds"]), f"distractor:{f.stem}",

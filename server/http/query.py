@@ -24,7 +24,7 @@ blueprint = Blueprint("queries", __name__)
 @read_access
 @rate_limited
 def identify():
-    y, name = query_clip()
+    y, name = query_clip(min_seconds=0.0)  # a clip too short to tell is answered "unknown", reason "too_short"
     return for_client(current_library().identify(y, name=name).to_dict())
 
 

@@ -78,8 +78,9 @@ def upload() -> Upload:
     return Upload(path, name, size)
 
 
-def query_clip():
-    """The uploaded clip decoded for a query, and its name.
+def query_clip(min_seconds: float | None = None):
+    """The uploaded clip decoded for a query, and its name; shorter than ``min_seconds`` (default: the
+    features' ``min_clip_seconds``) is refused.
 
     Returns
     -------
@@ -92,7 +93,8 @@ def query_clip():
     up = upload()
     service = current_service()
     features = service.library.features
-    y = load_audio(up.path, sr=features.sample_rate, min_seconds=features.min_clip_seconds,
+    least = features.min_clip_seconds if min_seconds is None else min_seconds
+    y = load_audio(up.path, sr=features.sample_rate, min_seconds=least,
                    max_seconds=service.limits.max_query_seconds)
     return y, up.name
 
