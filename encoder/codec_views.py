@@ -36,7 +36,10 @@ MAX_LAG_FRAMES = 12  # codec delays searched when aligning a coded song with its
 
 
 def coded(y: np.ndarray, sr: int, codec: tuple[str, str, int]) -> np.ndarray:
-    """``y`` band-passed, at 8 kHz through ``codec`` and back at ``sr`` (not yet aligned)."""
+    """``y`` band-passed, at 8 kHz through ``codec`` and back at ``sr`` (not yet aligned).
+
+    The benchmarks' chain (server/evaluation/phone_chain.py) drives PyAV the same way but is kept
+    apart on purpose: what is measured must not be the code that made the training views."""
     import av
     from scipy.signal import butter, resample_poly, sosfiltfilt
 

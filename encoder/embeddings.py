@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .features import FeatureConfig, audio_to_patches_and_spectrogram
-from .short import ShortModel, short_patches
+from .query_encoder import QueryEncoder, short_patches
 from .style import STYLE_HOP_FRAMES, StyleModel, trunk_forward
 
 log = logging.getLogger(__name__)
@@ -24,27 +24,28 @@ class Embeddings:
     # [shape=(p', d_style), dtype=float32] unit-norm style vectors of every few patches, ≈1.5 s apart
     # (encoder/style.py); None when the embedder has no style head
     style: np.ndarray | None = None
-    # a clip shorter than a patch: the short-clip encoder's query vectors [shape=(q, D)] and where each
-    # query patch starts relative to the clip (≤ 0) (encoder/short.py); None for clips of a patch or more
-    short: tuple[np.ndarray, np.ndarray] | None = None
+    # the query encoder's vectors [shape=(q, D)] and where each query patch starts in the clip
+    # (encoder/query_encoder.py): partial patches of a clip shorter than a patch (offsets ≤ 0), or the
+    # same patches as ``vectors`` where the query encoder reads whole patches too; None without one
+    query: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def search_view(self) -> tuple[np.ndarray, np.ndarray]:
-        """The vectors identification searches with, and their offsets in the clip: the short-clip
-        encoder's for a clip shorter than a patch (when one fits the encoder), else the fingerprints."""
-        return self.short if self.short is not None else (self.vectors, self.offsets_s)
+        """The vectors identification searches with, and their offsets in the clip: the query encoder's
+        where one fits the encoder, else the fingerprints."""
+        return self.query if self.query is not None else (self.vectors, self.offsets_s)
 
 
 class Embedder:
     """Runs a loaded model over patches in batches, on CPU (or CUDA when asked)."""
 
-    def __init__(self, model: LoadedModel, *, style: StyleModel | None = None, short: ShortModel | None = None,
+    def __init__(self, model: LoadedModel, *, style: StyleModel | None = None, query: QueryEncoder | None = None,
                  batch_size: int = 128, device: str = "cpu"):
         self.model_id = model.model_id
         self.style = style  # the style head on the same trunk, or None
-        self.short = short  # the query encoder of clips shorter than a patch, or None (they are padded)
+        self.query = query  # the query encoder (encoder/query_encoder.py), or None: queries search with fingerprints
         self.features: FeatureConfig = model.features
         self.dim = model.net.cfg.embedding_dim
         self.batch_size = batch_size
@@ -85,16 +86,18 @@ class Embedder:
         """Mono audio at the feature rate → embeddings of its non-silent patches (fingerprint, and style
         where the embedder has a style head), their offsets and the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
-        short = self.embed_short(S_db) if pad else None
+        query = self.embed_query(patches, offsets, S_db) if pad else None
         if self.style is None:
-            return Embeddings(self.embed_patches(patches), offsets, S_db, short=short)
+            return Embeddings(self.embed_patches(patches), offsets, S_db, query=query)
         vectors, style = self.embed_patches_with_style(patches, every=max(1, STYLE_HOP_FRAMES // hop_frames))
-        return Embeddings(vectors, offsets, S_db, style, short)
+        return Embeddings(vectors, offsets, S_db, style, query)
 
-    def embed_short(self, S_db: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The short-clip encoder's query vectors and offsets of a clip shorter than a patch (its log-mel
-        ``S_db``), or None for a longer clip or where no short-clip encoder fits."""
-        if self.short is None or S_db.shape[1] >= self.features.patch_frames:
+    def embed_query(self, patches: np.ndarray, offsets_s: np.ndarray, S_db: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The query encoder's vectors and offsets of a clip: partial patches when the clip (its log-mel
+        ``S_db``) is shorter than a patch, else its whole ``patches`` if the encoder reads them; None otherwise."""
+        if self.query is None:
             return None
-        patches, offsets = short_patches(S_db, self.features)
-        return self.short.embed(patches), offsets
+        if S_db.shape[1] < self.features.patch_frames:
+            partial, starts = short_patches(S_db, self.features)
+            return self.query.embed(partial), starts
+        return (self.query.embed(patches), offsets_s) if self.query.whole_patches else None

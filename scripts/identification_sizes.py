@@ -20,7 +20,10 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from tuneprint.server.evaluation.sizes import SizesConfig, load_answers, run_sizes, save_answers, summarize
 
@@ -35,8 +38,11 @@ def main(argv=None) -> int:
     p.add_argument("--noise-dir", type=Path, help="recorded noises for the clips (default: CORPUS/noise-heldout)")
     p.add_argument("--sizes", type=int, nargs="+", help="songs in the library at each measurement")
     p.add_argument("--clips-per-song", type=int, default=SizesConfig.clips_per_song)
+    p.add_argument("--base-library", type=Path, help="keep (or reuse) the starting library here")
     p.add_argument("--answers", type=Path, required=True, help="every answer (written; read with --rescore)")
-    p.add_argument("--rescore", action="store_true", help="judge the saved --answers again with the shipped rule")
+    p.add_argument("--rescore", action="store_true",
+                   help="read the saved --answers instead of answering: a benchmark decides them again with the "
+                        "shipped rule (encoder/weights/calibration.json), a calibration chooses from them")
     p.add_argument("--write", action="store_true", help="(calibrate) write the chosen rule to encoder/weights/calibration.json")
     p.add_argument("--out", type=Path, help="(benchmark) markdown file to write the section into")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "sizes.png")
@@ -44,6 +50,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.rescore:
         meta, results = load_answers(args.answers)
+        if args.role == "benchmark":
+            results = rejudged(meta, results)
     else:
         meta, results = collect(args)
         save_answers(args.answers, results, meta)
@@ -57,6 +65,8 @@ def collect(args) -> tuple[dict, dict]:
     from tuneprint.server.evaluation.benchmark import held_out_songs
     from tuneprint.server.evaluation.calibrate import calibration_songs
     from tuneprint.server.evaluation.clips import load_noises
+    from tuneprint.index.vote import VoteConfig
+    from tuneprint.server.folder import shipped_calibration
     from tuneprint.server.library import Library, LibrarySettings
 
     noises = load_noises(args.noise_dir or args.corpus / "noise-heldout")
@@ -71,14 +81,36 @@ def collect(args) -> tuple[dict, dict]:
     cfg = SizesConfig(sizes=sizes, clips_per_song=args.clips_per_song)
     tmp = Path(tempfile.mkdtemp(prefix="tuneprint-sizes-"))
     try:
-        with Library.create(tmp / "library", LibrarySettings()) as lib:
-            lib.add([path for path, _ in library_songs], allow_non_music=True)
+        base = args.base_library or tmp / "base"
+        if not (base / "settings.json").is_file():  # the starting library, kept with --base-library
+            with Library.create(base, LibrarySettings()) as lib:
+                lib.add([path for path, _ in library_songs], allow_non_music=True)
+        shutil.copytree(base, tmp / "library")  # grown with distractors: a copy
+        with Library.open(tmp / "library") as lib:
+            shipped = shipped_calibration(lib.model_id)  # a kept base library recorded the bars of its day
+            if shipped is not None:
+                lib.settings = replace(lib.settings, vote=VoteConfig(**{k: v for k, v in shipped.items()
+                                                                        if k in VoteConfig.__dataclass_fields__}))
             results = run_sizes(lib, members, outsiders, noises, args.cache, cfg)
             meta = {"role": args.role, "model": lib.model_id, "vote": lib.settings.vote.to_dict(),
                     "members": len(members), "outsiders": len(outsiders), "config": {**cfg.__dict__}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta, results
+
+
+def rejudged(meta: dict, results: dict) -> dict:
+    """Saved answers decided again by the rule shipped for their encoder (encoder/weights/calibration.json)."""
+    from tuneprint.index.vote import VoteConfig
+    from tuneprint.server.evaluation.sizes import rejudge
+    from tuneprint.server.folder import shipped_calibration
+
+    shipped = shipped_calibration(meta["model"])
+    if shipped is None:
+        raise SystemExit(f"no calibration is shipped for {meta['model']}")
+    vote = VoteConfig(**{k: v for k, v in shipped.items() if k in VoteConfig.__dataclass_fields__})
+    meta["rule"] = "rescored with encoder/weights/calibration.json"
+    return {n: rejudge(answers, vote) for n, answers in results.items()}
 
 
 def fit(meta: dict, results: dict, args) -> int:
@@ -104,15 +136,59 @@ def fit(meta: dict, results: dict, args) -> int:
 
 
 def report(meta: dict, results: dict, args) -> None:
-    text = summary_text(meta, results)
+    from tuneprint.server.evaluation.markdown import write_section
+
+    tables = {size: summarize(answers) for size, answers in sorted(results.items())}
+    text = markdown(meta, tables)
     print(text)
+    plot(tables, args.plot)
+    if args.out:
+        write_section(args.out, "sizes", "Identification against library size (issue 18)", text)
 
 
-def summary_text(meta: dict, results: dict) -> str:
-    lines = []
-    for size, answers in sorted(results.items()):
-        lines.append(f"{size} songs: " + json.dumps(summarize(answers)))
+def markdown(meta: dict, tables: dict[int, dict]) -> str:
+    sizes = sorted(tables)
+    kinds = sorted({k for t in tables.values() for k in t}, key=lambda k: (k.split()[0] != "member", k))
+    head = "| clips | " + " | ".join(f"{n} songs" for n in sizes) + " |"
+    lines = [f"Encoder `{meta['model']}`; {meta['members']} songs in the library to start with, "
+             f"{meta['outsiders']} outside it; {meta['config']['clips_per_song']} clips per song, length and "
+             "condition. Member rows: right song / wrong song; outsider rows: answered \"unknown\".", "",
+             head, "|" + " --- |" * (len(sizes) + 1)]
+    for kind in kinds:
+        cells = []
+        for n in sizes:
+            row = tables[n].get(kind)
+            if row is None:
+                cells.append("")
+            elif kind.startswith("member"):
+                cells.append(f"{100 * row['right']:.1f} % / {100 * row['wrong']:.1f} %")
+            else:
+                cells.append(f"{100 * row['unknown']:.1f} %")
+        lines.append(f"| {kind} ({tables[sizes[0]][kind]['clips']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot(tables: dict[int, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(tables)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind in ("member 3s noise", "member 3s phone-call", "member 3s phone-harsh", "member 2s clean", "member 1s clean"):
+        a.plot(sizes, [100 * tables[n].get(kind, {}).get("right", np.nan) for n in sizes], "o-", label=kind[7:])
+    a.set_title("clips of library songs: right song")
+    for kind in ("outsider 3s clean", "outsider 3s noise", "outsider 3s phone-call", "outsider 1s clean", "outsider 1s noise"):
+        b.plot(sizes, [100 * tables[n].get(kind, {}).get("unknown", np.nan) for n in sizes], "o-", label=kind[9:])
+    b.set_title('clips of other songs: "unknown"')
+    for ax in (a, b):
+        ax.set_xscale("log")
+        ax.set_xlabel("songs in the library")
+        ax.set_ylabel("%")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -173,11 +173,11 @@ def load_library_model(root: Path, spec: str):
 
 
 def embedder_for(model, style=None):
-    """The embedder of ``model``: with its style head, and with the short-clip query encoder that fits it."""
+    """The embedder of ``model``: with its style head, and with the query encoder that fits it."""
     from tuneprint.encoder.embeddings import Embedder
-    from tuneprint.encoder.short import short_for
+    from tuneprint.encoder.query_encoder import query_encoder_for
 
-    return Embedder(model, style=style, short=short_for(model))
+    return Embedder(model, style=style, query=query_encoder_for(model))
 
 
 def record_model(catalog: Catalog, model) -> None:
@@ -255,4 +255,9 @@ def library_stats(lib) -> dict:
             "min_similarity_long": round(vote.min_similarity_for(10**6), 4),
             # spectral verification (index/verify.py): songs checked, and the bar on the evidence
             "verify_top": vote.verify_top if vote.verifies else 0, "verify_weight": vote.verify_weight,
-            "min_evidence": round(vote.min_evidence, 4)}
+            "min_evidence": round(vote.min_evidence, 4),
+            # the lead over the runner-up's evidence, and the bars of clips shorter than a patch
+            # ([seconds, min_evidence, min_lead] points)
+            "min_lead": round(vote.min_lead, 4), "short_bars": [list(p) for p in vote.short_bars],
+            # the query encoder identification searches with (encoder/query_encoder.py), if one fits
+            "query_encoder": lib.embedder.query.query_id if lib.embedder is not None and lib.embedder.query is not None else None}

@@ -179,6 +179,7 @@ def cmd_stats(args) -> int:
              f"index    {stats['index_bytes'] / 1e6:.1f} MB, catalog {stats['catalog_bytes'] / 1e6:.1f} MB"
              + (f" ({_per_minute(stats)})" if stats["bytes_per_audio_minute"]["index"] else ""),
              f"encoder  {stats['model_id']}",
+             f"queries  {stats.get('query_encoder') or 'searched with the fingerprint (no query encoder fits)'}",
              f"style    {stats['style_id'] or 'none (similar and genre use the fingerprint)'}, "
              f"{stats['style_vectors']} track vectors ({stats['style_bytes'] / 1e3:.1f} kB)",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
@@ -186,6 +187,10 @@ def cmd_stats(args) -> int:
     if stats["verify_top"]:
         lines.append(f"         the bar: evidence {stats['min_evidence']:.3f} = similarity + {stats['verify_weight']:g} × "
                      f"share of the clip explained by the song's spectrogram (top {stats['verify_top']} songs checked)")
+        if stats.get("min_lead"):
+            lines.append(f"         and a lead of {stats['min_lead']:.3f} over the next song's evidence")
+        for seconds, evidence, lead in stats.get("short_bars", [])[:-1]:
+            lines.append(f"         {seconds:g}-s clips: evidence {evidence:.3f}, lead {lead:.3f}")
     else:
         lines.append(f"         the bar: similarity {stats['min_similarity']:.3f} for 3-s clips, "
                      f"{stats['min_similarity_long']:.3f} for long ones (no spectral verification)")

@@ -179,3 +179,23 @@ def rule_arrays(answers: list[ClipAnswer], verify_weight: float) -> dict[float, 
         cols["lead"].append(evidence - runner if runner is not None else evidence)
     return {s: {k: np.array(v, dtype=bool if k in ("member", "right") else np.float64) for k, v in cols.items()}
             for s, cols in out.items()}
+
+
+def rejudge(answers: list[ClipAnswer], vote) -> list[ClipAnswer]:
+    """The answers as ``vote`` (index.vote.VoteConfig, verifying) would decide them from their first two
+    candidates: its bars for each clip's length (``bars_for``), on the evidence and the lead."""
+    from dataclasses import replace
+
+    out = []
+    for a in answers:
+        cands = [c for c in a.candidates if c["verified"] is not None]
+        if not cands:
+            out.append(replace(a, answer=None, reason="no_match"))
+            continue
+        evidence = [c["similarity"] + vote.verify_weight * c["verified"] for c in cands]
+        lead = evidence[0] - evidence[1] if len(evidence) > 1 else evidence[0]
+        min_evidence, min_lead = vote.bars_for(cands[0]["patches"], a.seconds)
+        accepted = evidence[0] >= min_evidence and lead >= min_lead
+        reason = None if accepted else ("ambiguous" if evidence[0] >= min_evidence else "no_match")
+        out.append(replace(a, answer=cands[0]["song_id"] if accepted else None, reason=reason))
+    return out

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Train the query encoder (encoder/short.py) against the shipped fingerprint encoder.
+"""Train the query encoder (encoder/query_encoder.py) against the shipped fingerprint encoder.
 
     python scripts/pack_mel_corpus.py --corpus data/corpus --out runs/melpack.npz
     python scripts/build_codec_bank.py --pack runs/melpack.npz --out runs/codecbank.npz
-    python scripts/train_short.py --pack runs/melpack.npz --codec-bank runs/codecbank.npz --minutes 40 \
-        --out encoder/weights/short.safetensors
+    python scripts/train_query_encoder.py --pack runs/melpack.npz --codec-bank runs/codecbank.npz --minutes 40 \
+        --out encoder/weights/query.safetensors
 
 Views are made from the pack's training songs as the fingerprint's stage 7 made them
 (encoder/mel_views.py) and, with --codec-bank, from the same songs coded by real codecs
@@ -26,21 +26,22 @@ from tuneprint.encoder.mel_pack import load_pack
 from tuneprint.encoder.mel_views import MelPairs, MelViewConfig
 from tuneprint.encoder.codec_views import CodecPairs
 from tuneprint.encoder.mel_views import MelBank
-from tuneprint.encoder.short import MixedPairs, ShortTrainConfig, save_short, train_short
+from tuneprint.encoder.query_encoder import MixedPairs, QueryTrainConfig, load_query_encoder, save_query_encoder, train_query_encoder
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pack", type=Path, default=Path("runs/melpack.npz"))
     p.add_argument("--model", default="default", help="the fingerprint encoder to answer for (default: the shipped one)")
-    p.add_argument("--minutes", type=float, default=ShortTrainConfig.minutes)
-    p.add_argument("--batch-size", type=int, default=ShortTrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=ShortTrainConfig.lr)
+    p.add_argument("--minutes", type=float, default=QueryTrainConfig.minutes)
+    p.add_argument("--batch-size", type=int, default=QueryTrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=QueryTrainConfig.lr)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--codec-bank", type=Path, help="the training songs through real codecs (scripts/build_codec_bank.py)")
     p.add_argument("--codec-share", type=float, default=0.5, help="share of each batch from the codec bank")
-    p.add_argument("--p-full", type=float, default=ShortTrainConfig.p_full, help="share of views kept whole")
-    p.add_argument("--out", type=Path, default=Path("runs/short.safetensors"))
+    p.add_argument("--p-full", type=float, default=QueryTrainConfig.p_full, help="share of views kept whole")
+    p.add_argument("--init", type=Path, help="go on from this query encoder (of the same fingerprint encoder)")
+    p.add_argument("--out", type=Path, default=Path("runs/query.safetensors"))
     p.add_argument("--metrics", type=Path, default=None, help="CSV of step, minutes, loss, lr")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,18 +57,19 @@ def main(argv=None) -> int:
         pairs = MixedPairs([pairs, codec_pairs], [1 - args.codec_share, args.codec_share])
         val_codec = CodecPairs(val_music, val_coded, noise, views, loaded.features)
         val_sources.update({"codec 1 s": (val_codec, 22), "codec 3 s": (val_codec, None)})
-    cfg = ShortTrainConfig(minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+    cfg = QueryTrainConfig(minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                            p_full=args.p_full)
     rows = []
-    short = train_short(loaded.net, loaded.model_id, pairs, val_sources, cfg,
-                        on_step=lambda step, elapsed, loss, lr: rows.append((step, round(elapsed / 60, 3), round(loss, 5), lr)))
-    short.meta.update(train_songs=len(music.length), val_songs=len(val_music.length), pack=str(args.pack),
+    encoder = train_query_encoder(loaded.net, loaded.model_id, pairs, val_sources, cfg,
+                        on_step=lambda step, elapsed, loss, lr: rows.append((step, round(elapsed / 60, 3), round(loss, 5), lr)),
+                        init=load_query_encoder(loaded.net, loaded.model_id, args.init) if args.init else None)
+    encoder.meta.update(init=str(args.init) if args.init else None, train_songs=len(music.length), val_songs=len(val_music.length), pack=str(args.pack),
                       codec_bank=str(args.codec_bank) if args.codec_bank else None, codec_share=args.codec_share)
-    save_short(args.out, short)
+    save_query_encoder(args.out, encoder)
     if args.metrics:
         with open(args.metrics, "w", newline="") as f:
             csv.writer(f).writerows([("step", "minutes", "loss", "lr"), *rows])
-    logging.info("wrote %s: %s", args.out, short.meta)
+    logging.info("wrote %s: %s", args.out, encoder.meta)
     return 0
 
 

@@ -1,20 +1,28 @@
-"""Clips shorter than a patch: a query encoder that reads part of a patch.
+"""The query encoder: what a clip searches the library with — short clips and phone calls included.
 
-The index stores one fingerprint per full 3-s patch. A 1-s clip fills a third of a patch; padded
-with silence, the fingerprint network (trained on full patches) maps it far from every stored
-patch, and 1-s clips were identified 5–12 % of the time. The *short-clip encoder* is a copy of the
-fingerprint network whose early stages were trained again (:func:`train_short`) so that a patch
-holding only ``L`` frames of music at position ``pos`` — the rest masked to zero — lands on the
-stored fingerprint of the full patch that holds those frames at that position. The stored side
-does not change: libraries need no reindex, and the short encoder is a query-side add-on, tied to
-the fingerprint encoder it was trained against.
+The index stores one fingerprint per whole 3-s patch of clean music. Two kinds of query land far
+from those fingerprints although the fingerprint network was trained on degraded views:
+
+- a clip shorter than a patch: padded with silence, a 1-s clip is a third of a patch, and 1-s
+  clips were identified 5–12 % of the time;
+- a clip through a real phone chain (band-pass, 8 kHz, AMR-NB / Opus / MP3 at 6–16 kb/s): the
+  network's training simulated codecs, and 3-s clips of real calls were identified ≈40 % of the time.
+
+The *query encoder* is a copy of the fingerprint network whose stem and first three stages were
+trained again (:func:`train_query_encoder`), the fingerprint network frozen as its teacher: a
+degraded view — cut to a few frames at a random position of the patch and masked to zero around
+them, or coded by a real codec (encoder/codec_views.py), or both — must land on the teacher's
+fingerprint of the clean whole patch. The stored side does not change: libraries need no reindex,
+and the query encoder is a query-side add-on, tied to the fingerprint encoder it was trained against.
 
 A short clip is placed at several positions of the patch (:func:`short_patches`); each placement is
 a query patch whose offset is negative (the patch starts before the clip), so the vote's offsets
-still say where the clip starts in the song.
+still say where the clip starts in the song. A query encoder trained on whole views too
+(``p_full`` > 0) embeds every query patch; one trained on short views only embeds short clips.
 
-    clip (L frames) >> masked patches at positions 0 … 64 − L >> trained stem and stages 1–3
-        >> the fingerprint's stage 4 and projection >> unit-norm 1,024-d query vectors
+    clip >> whole patches, or masked partial patches at positions 0 … 64 − L
+         >> trained stem and stages 1–3 >> the fingerprint's stage 4 and projection
+         >> unit-norm 1,024-d query vectors, searched against the stored fingerprints
 """
 from __future__ import annotations
 
@@ -39,7 +47,7 @@ from .model import EncoderNet
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHORT = Path(__file__).resolve().parent / "weights" / "short.safetensors"
+DEFAULT_QUERY = Path(__file__).resolve().parent / "weights" / "query.safetensors"
 FORMAT_VERSION = 1
 TRAINED = ("backbone.stem.", "backbone.stages.0.", "backbone.stages.1.", "backbone.stages.2.")  # what training changes
 EDGE_FRAMES = 1  # frames dropped at each end of a clip: centred STFT frames there hold padding
@@ -83,7 +91,7 @@ def crop_views(views: torch.Tensor, lengths: torch.Tensor, positions: torch.Tens
 
 
 @dataclass(frozen=True)
-class ShortTrainConfig:
+class QueryTrainConfig:
     minutes: float = 40.0
     batch_size: int = 96
     lr: float = 3e-4  # Adam; cosine to lr / 100 over ``minutes``
@@ -100,13 +108,18 @@ class ShortTrainConfig:
 
 
 @dataclass
-class ShortModel:
-    """The short-clip query encoder and the fingerprint encoder it answers for."""
+class QueryEncoder:
+    """The query encoder and the fingerprint encoder it answers for."""
 
     model_id: str
     net: EncoderNet
     meta: dict
-    short_id: str = "untrained"
+    query_id: str = "untrained"  # the fingerprint encoder's id and a digest of this file
+
+    @property
+    def whole_patches(self) -> bool:
+        """Trained on whole views too (``p_full`` > 0): it answers clips of any length, not only short ones."""
+        return float(self.meta.get("config", {}).get("p_full", 0.0)) > 0.0
 
     def embed(self, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
         """Masked patches [shape=(p, n_mels, frames)] → unit-norm query vectors [shape=(p, D), float32]."""
@@ -134,7 +147,7 @@ def _set_mode(student: EncoderNet) -> None:
         student.backbone.stages[i].train()
 
 
-def save_short(path: str | os.PathLike, short: ShortModel) -> Path:
+def save_query_encoder(path: str | os.PathLike, short: QueryEncoder) -> Path:
     """Write the trained stages (float16) with the fingerprint encoder's id and provenance."""
     from safetensors.torch import save_file
 
@@ -150,8 +163,8 @@ def save_short(path: str | os.PathLike, short: ShortModel) -> Path:
     return path
 
 
-def load_short(teacher: EncoderNet, model_id: str, path: str | os.PathLike = DEFAULT_SHORT) -> ShortModel:
-    """The short-clip encoder for ``teacher`` (whose id is ``model_id``); MismatchError when it was
+def load_query_encoder(teacher: EncoderNet, model_id: str, path: str | os.PathLike = DEFAULT_QUERY) -> QueryEncoder:
+    """The query encoder for ``teacher`` (whose id is ``model_id``); MismatchError when it was
     trained against another encoder."""
     from safetensors import safe_open
 
@@ -162,34 +175,34 @@ def load_short(teacher: EncoderNet, model_id: str, path: str | os.PathLike = DEF
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k).float() if f.get_tensor(k).is_floating_point() else f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable short-clip encoder ({e})") from e
+        raise CheckpointError(f"{path}: not a readable query encoder ({e})") from e
     if meta.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: short-clip format {meta.get('format_version')!r}; this tuneprint reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path}: query encoder format {meta.get('format_version')!r}; this tuneprint reads {FORMAT_VERSION}")
     if meta.get("model_id") != model_id:
-        raise MismatchError(f"{path}: the short-clip encoder was trained against {meta.get('model_id')}, not {model_id}")
+        raise MismatchError(f"{path}: the query encoder was trained against {meta.get('model_id')}, not {model_id}")
     net = student_of(teacher)
     missing = [k for k in net.state_dict() if k.startswith(TRAINED) and k not in state]
     if missing or any(not k.startswith(TRAINED) for k in state):
         raise CheckpointError(f"{path}: weights do not fit the fingerprint network (missing {missing[:3]})")
     net.load_state_dict(state, strict=False)
-    return ShortModel(model_id, net.eval(), json.loads(meta.get("meta", "{}")), f"{model_id}/sha256:{digest}")
+    return QueryEncoder(model_id, net.eval(), json.loads(meta.get("meta", "{}")), f"{model_id}/sha256:{digest}")
 
 
-def short_for(model, path: str | os.PathLike = DEFAULT_SHORT) -> ShortModel | None:
-    """The shipped (or given) short-clip encoder when it was trained against ``model``
-    (encoder.checkpoint.LoadedModel); None otherwise: short clips are then padded with silence."""
+def query_encoder_for(model, path: str | os.PathLike = DEFAULT_QUERY) -> QueryEncoder | None:
+    """The shipped (or given) query encoder when it was trained against ``model``
+    (encoder.checkpoint.LoadedModel); None otherwise: queries then search with their fingerprints (short clips padded with silence)."""
     if not Path(path).is_file():
         return None
     try:
-        return load_short(model.net, model.model_id, path)
+        return load_query_encoder(model.net, model.model_id, path)
     except (MismatchError, CheckpointError) as e:
-        log.info("no short-clip encoder for this encoder: %s", e)
+        log.info("no query encoder for this encoder: %s", e)
         return None
 
 
-def train_short(teacher: EncoderNet, model_id: str, pairs, val_sources: dict, cfg: ShortTrainConfig = ShortTrainConfig(),
-                on_step=None) -> ShortModel:
-    """Train a short-clip encoder against ``teacher`` on (anchor, view) batches of
+def train_query_encoder(teacher: EncoderNet, model_id: str, pairs, val_sources: dict, cfg: QueryTrainConfig = QueryTrainConfig(),
+                on_step=None, init: QueryEncoder | None = None) -> QueryEncoder:
+    """Train a query encoder against ``teacher`` on (anchor, view) batches of
     :class:`encoder.mel_views.MelPairs` for ``cfg.minutes``.
 
     Each view keeps a random stretch of ``min_frames``–``max_frames`` frames at a random position
@@ -202,6 +215,8 @@ def train_short(teacher: EncoderNet, model_id: str, pairs, val_sources: dict, cf
         torch.set_num_threads(cfg.threads)
     teacher = teacher.eval()
     student = student_of(teacher)
+    if init is not None:  # go on from an earlier query encoder of the same fingerprint encoder
+        student.load_state_dict({k: v for k, v in init.net.state_dict().items() if k.startswith(TRAINED)}, strict=False)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -229,15 +244,15 @@ def train_short(teacher: EncoderNet, model_id: str, pairs, val_sources: dict, cf
         losses.append(float(loss.detach()))
         step += 1
         if on_step is not None:
-            on_step(step, elapsed, float(loss), lr)
+            on_step(step, elapsed, losses[-1], lr)
         if step % 100 == 0:
             log.info("step %d, %.1f min: loss %.4f (last 100), lr %.2e", step, elapsed / 60, np.mean(losses[-100:]), lr)
     after = {name: round(top1(student, teacher, v), 4) for name, v in vals.items()}
     log.info("validation top-1 after %d steps: %s (before %s)", step, after, before)
-    meta = {"trained": "scripts/train_short.py", "steps": step, "minutes": round((time.perf_counter() - started) / 60, 1),
+    meta = {"trained": "scripts/train_query_encoder.py", "steps": step, "minutes": round((time.perf_counter() - started) / 60, 1),
             "config": cfg.to_dict(), "val_top1_before": before, "val_top1_after": after,
             "final_loss": round(float(np.mean(losses[-100:])), 4) if losses else None}
-    return ShortModel(model_id, student.eval(), meta)
+    return QueryEncoder(model_id, student.eval(), meta)
 
 
 class MixedPairs:
@@ -253,7 +268,7 @@ class MixedPairs:
         return {k: torch.cat([p[k] for p in parts]) for k in ("anchor", "view")}
 
 
-def _crops(b: int, cfg: ShortTrainConfig, g: torch.Generator, frames: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def _crops(b: int, cfg: QueryTrainConfig, g: torch.Generator, frames: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.randint(cfg.min_frames, cfg.max_frames + 1, (b,), generator=g)
     lengths = torch.where(torch.rand(b, generator=g) < cfg.p_full, torch.full_like(lengths, frames), lengths)
     positions = (torch.rand(b, generator=g) * (frames - lengths + 1)).long()
