@@ -28,6 +28,7 @@ import numpy as np
 from tuneprint.server.evaluation.sizes import SizesConfig, load_answers, run_sizes, save_answers, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
+VERIFY_WEIGHTS = (0.2, 0.35, 0.5, 0.75, 1.0)  # weights of the verified share the calibration tries
 
 
 def main(argv=None) -> int:
@@ -119,18 +120,23 @@ def fit(meta: dict, results: dict, args) -> int:
     from tuneprint.server.evaluation.sizes import rule_arrays
     from tuneprint.server.folder import write_calibration
 
-    weight = meta["vote"]["verify_weight"]
-    by_length: dict = {}
-    for size, answers in results.items():
-        for seconds, arrays in rule_arrays(answers, weight).items():
-            by_length.setdefault(seconds, {})[size] = arrays
-    chosen = choose_size_rule(by_length, FeatureConfig().patch_seconds)
-    print(json.dumps(chosen, indent=2))
+    tried = {}
+    for weight in VERIFY_WEIGHTS:  # the candidates were verified at the library's weight; re-ranked here at each
+        by_length: dict = {}
+        for size, answers in results.items():
+            for seconds, arrays in rule_arrays(answers, weight).items():
+                by_length.setdefault(seconds, {})[size] = arrays
+        tried[weight] = choose_size_rule(by_length, FeatureConfig().patch_seconds)
+    # one weight for every length: the most member clips, each length counting alike
+    weight = max(tried, key=lambda w: np.mean([b["member_hit_rate"] for b in tried[w]["by_length"].values()]))
+    chosen = {**tried[weight], "verify_weight": weight,
+              "weights_tried": {w: {s: b["member_hit_rate"] for s, b in t["by_length"].items()} for w, t in tried.items()}}
+    print(json.dumps({k: v for k, v in chosen.items() if k != "rule"}, indent=1))
     if args.write:
         path = write_calibration(meta["model"], {**meta["vote"], **{k: chosen[k] for k in (
-            "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope")}},
+            "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope")}},
             {"command": "python scripts/identification_sizes.py --role calibrate --write", "sizes": sorted(results),
-             "by_length": chosen["by_length"], "rule": chosen["rule"]})
+             "by_length": chosen["by_length"], "weights_tried": chosen["weights_tried"], "rule": chosen["rule"]})
         logging.info("wrote %s", path)
     return 0
 

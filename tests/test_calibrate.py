@@ -88,3 +88,35 @@ def test_the_cache_gives_back_the_same_choices(tmp_path):
     assert calibrate.vote_rule(loaded, GRIDS) == calibrate.vote_rule(rows, GRIDS)
     best = calibrate.vote_rule(rows, GRIDS)
     assert calibrate.verification_rule(loaded, best, GRIDS) == calibrate.verification_rule(rows, best, GRIDS)
+
+
+# -- the size-free rule (scripts/identification_sizes.py --role calibrate) ----------------------------
+def test_a_shipped_calibration_names_its_encoder(tmp_path):
+    from tuneprint.server.folder import shipped_calibration, write_calibration
+
+    path = write_calibration("sha256:abc", {"min_evidence": 1.1, "min_lead": 0.05}, {"sizes": [30]}, tmp_path / "c.json")
+    assert shipped_calibration("sha256:abc", path) == {"min_evidence": 1.1, "min_lead": 0.05}
+    assert shipped_calibration("sha256:other", path) is None
+    assert shipped_calibration("sha256:abc", tmp_path / "missing.json") is None
+
+
+def test_bars_are_chosen_to_hold_the_unknown_rate_at_every_library_size():
+    from tuneprint.index.calibration import SizeRuleConfig, choose_bars, choose_size_rule
+
+    rng = np.random.default_rng(0)
+    per_size = {}
+    for songs in (30, 300, 3000):
+        # outsiders: the best of `songs` impostors (rises with size) and a small lead over the runner-up
+        best = np.sort(rng.normal(0.5, 0.1, (400, songs)), axis=1)[:, -2:]
+        members = rng.normal(0.95, 0.05, 300)
+        per_size[songs] = {"member": np.r_[np.ones(300, bool), np.zeros(400, bool)],
+                           "right": np.r_[rng.random(300) < 0.98, np.zeros(400, bool)],
+                           "evidence": np.r_[members, best[:, 1]],
+                           "lead": np.r_[members - rng.normal(0.6, 0.05, 300), best[:, 1] - best[:, 0]]}
+    cfg = SizeRuleConfig(target_unknown=0.97, max_wrong=0.05)
+    bars = choose_bars(per_size, cfg.max_wrong, cfg)
+    assert all(r["unknown"] >= 0.97 for r in bars["by_size"].values()), bars
+    assert bars["member_hit_rate"] > 0.9  # the members stand out from their runner-up at every size
+    rule = choose_size_rule({1.0: per_size, 3.0: per_size}, 2.97, cfg)
+    assert rule["short_bars"][0][0] == 1.0 and rule["short_bars"][-1][0] == 2.97
+    assert rule["reference_songs"] == 0  # nothing is extrapolated with size any more

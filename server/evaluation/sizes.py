@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,15 +118,25 @@ def summarize(answers: list[ClipAnswer]) -> dict[str, dict]:
 
 
 def distractor_order(cache: Path, exclude_stems: set[str], seed: int) -> list[Path]:
-    """Cached distractor files in a seeded order, without copies of the songs in ``exclude_stems``."""
-    files = [f for f in sorted(cache.glob("*.npz")) if f.stem.rsplit("--", 1)[0] not in exclude_stems]
+    """Cached distractor files in a seeded order, without copies of the songs in ``exclude_stems``
+    (:func:`song_stem`) or of their faster versions."""
+    files = [f for f in sorted(cache.glob("*.npz")) if variant_key(f.stem.rsplit("--", 1)[0]) not in exclude_stems]
     return [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
 
 
+FASTER_VERSION = re.compile(r"_(fast|f)$")  # SuperTuxKart ships tracks again, faster: "celtic_fast", "farm_f"
+
+
+def variant_key(stem: str) -> str:
+    """A cache stem without a faster version's suffix: a copy of "ravenbridge_mansion_fast" played at
+    0.94× is the clip's own music, not a stranger."""
+    return FASTER_VERSION.sub("", stem)
+
+
 def song_stem(path: str) -> str:
-    """How the distractor cache names a song's copies: ``collection--file stem``."""
+    """How the distractor cache names a song's copies (``collection--file stem``), faster versions folded."""
     p = Path(path)
-    return f"{p.parent.name}--{p.stem}"
+    return variant_key(f"{p.parent.name}--{p.stem}")
 
 
 def run_sizes(lib, members, outsiders, noises, cache: Path, cfg: SizesConfig = SizesConfig(),
@@ -169,7 +180,9 @@ def rule_arrays(answers: list[ClipAnswer], verify_weight: float) -> dict[float, 
     out: dict[float, dict[str, list]] = {}
     for a in answers:
         cols = out.setdefault(a.seconds, {"member": [], "right": [], "evidence": [], "lead": []})
-        cands = [c for c in a.candidates if c["verified"] is not None]
+        # the verified candidates ranked by evidence at this weight, as index.vote.rank_verified ranks them
+        cands = sorted((c for c in a.candidates if c["verified"] is not None),
+                       key=lambda c: -(c["similarity"] + verify_weight * c["verified"]))
         first = cands[0] if cands else None
         evidence = -np.inf if first is None else first["similarity"] + verify_weight * first["verified"]
         runner = cands[1]["similarity"] + verify_weight * cands[1]["verified"] if len(cands) > 1 else None
@@ -188,7 +201,8 @@ def rejudge(answers: list[ClipAnswer], vote) -> list[ClipAnswer]:
 
     out = []
     for a in answers:
-        cands = [c for c in a.candidates if c["verified"] is not None]
+        cands = sorted((c for c in a.candidates if c["verified"] is not None),
+                       key=lambda c: -(c["similarity"] + vote.verify_weight * c["verified"]))
         if not cands:
             out.append(replace(a, answer=None, reason="no_match"))
             continue
