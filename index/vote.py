@@ -60,6 +60,11 @@ class VoteConfig:
     # own: (clip seconds, min_evidence, min_lead) points, linear in between; clips as long as the last
     # point or longer use the bars above. Empty: the bars above at every length.
     short_bars: tuple = ()
+    # A clip the query encoder (encoder/query_encoder.py) leaves "unknown" is searched again with its
+    # own fingerprint, and answered that way only when it is nearly the same recording (similarity at
+    # least this, and the bars above): the query encoder learnt music, and a stored jingle or sound
+    # effect is still found. The same bars alone let strangers in (docs/BENCHMARKS.md).
+    copy_similarity: float = 0.9
 
     def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
         points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)

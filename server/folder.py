@@ -82,6 +82,24 @@ def write_json_atomic(path: Path, data: dict) -> None:
 CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "encoder" / "weights" / "calibration.json"
 
 
+QUERY_ENCODER_FILE = CALIBRATION_FILE.with_name("query.safetensors")  # encoder/query_encoder.DEFAULT_QUERY
+
+
+def query_encoder_id(model_id: str | None, path: Path = QUERY_ENCODER_FILE) -> str | None:
+    """The id of the shipped query encoder if it was trained against ``model_id``, else None — from the
+    file's safetensors header alone, so that `stats` loads no network (encoder/query_encoder.py loads it)."""
+    import hashlib
+    import struct
+
+    if model_id is None or not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    if header.get("__metadata__", {}).get("model_id") != model_id:
+        return None
+    return f"{model_id}/sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+
+
 def write_calibration(model_id: str, vote: dict, report: dict, path: Path = CALIBRATION_FILE) -> Path:
     """Ship "unknown" thresholds for the encoder ``model_id`` beside its weights (the checkpoint keeps
     its bytes, and so its id, which libraries, codec, style head and gate are tied to)."""
@@ -260,4 +278,4 @@ def library_stats(lib) -> dict:
             # ([seconds, min_evidence, min_lead] points)
             "min_lead": round(vote.min_lead, 4), "short_bars": [list(p) for p in vote.short_bars],
             # the query encoder identification searches with (encoder/query_encoder.py), if one fits
-            "query_encoder": lib.embedder.query.query_id if lib.embedder is not None and lib.embedder.query is not None else None}
+            "query_encoder": query_encoder_id(lib.model_id)}

@@ -329,6 +329,13 @@ class Library:
         vectors, offsets_s = emb.search_view()
         decision = decide_clip(self.neighbours(vectors, cfg.k), offsets_s, emb.spectrogram, self.catalog,
                                cfg, self.features)
+        if decision.winner is None and emb.query is not None and emb.spectrogram.shape[1] >= self.features.patch_frames:
+            # the query encoder learnt music; a stored copy of anything else (a jingle, a sound effect
+            # kept with --allow-non-music) is still found by its own fingerprint (VoteConfig.copy_similarity)
+            by_fingerprint = decide_clip(self.neighbours(emb.vectors, cfg.k), emb.offsets_s, emb.spectrogram,
+                                         self.catalog, cfg, self.features)
+            if by_fingerprint.winner is not None and by_fingerprint.winner.similarity >= cfg.copy_similarity:
+                decision = by_fingerprint
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
         candidates = [Match(self._song(v.song_id), v, confidence(v, cfg, clip_s)) for v in decision.votes[: cfg.top]]
         match = candidates[0] if decision.winner is not None else None
