@@ -142,9 +142,9 @@ def student_of(teacher: EncoderNet) -> EncoderNet:
 def _set_mode(student: EncoderNet) -> None:
     """Training mode for the trained stages only: frozen ones keep their batch-norm statistics."""
     student.eval()
-    student.backbone.stem.train()
-    for i in range(3):
-        student.backbone.stages[i].train()
+    for name, module in student.named_modules():
+        if f"{name}.".startswith(TRAINED):
+            module.train()
 
 
 def save_query_encoder(path: str | os.PathLike, short: QueryEncoder) -> Path:
@@ -173,7 +173,8 @@ def load_query_encoder(teacher: EncoderNet, model_id: str, path: str | os.PathLi
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k).float() if f.get_tensor(k).is_floating_point() else f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: t.float() if t.is_floating_point() else t for k, t in state.items()}
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable query encoder ({e})") from e
     if meta.get("format_version") != str(FORMAT_VERSION):

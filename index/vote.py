@@ -56,7 +56,7 @@ class VoteConfig:
     # of a library, and a fixed bar on the evidence alone lets more strangers in as it grows; a clip
     # of a stored song stands out from its runner-up at any size, a stranger's best song does not.
     min_lead: float = 0.0
-    # Clips shorter than a patch (answered from partial patches, encoder/short.py) have bars of their
+    # Clips shorter than a patch (answered from partial patches, encoder/query_encoder.py) have bars of their
     # own: (clip seconds, min_evidence, min_lead) points, linear in between; clips as long as the last
     # point or longer use the bars above. Empty: the bars above at every length.
     short_bars: tuple = ()

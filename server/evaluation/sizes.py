@@ -174,22 +174,28 @@ def load_answers(path: Path) -> tuple[dict, dict[int, list[ClipAnswer]]]:
     return data["meta"], {int(n): [ClipAnswer(**a) for a in answers] for n, answers in data["sizes"].items()}
 
 
+def ranked_evidence(answer: ClipAnswer, verify_weight: float) -> tuple[dict | None, float, float]:
+    """An answer's first verified candidate at ``verify_weight`` (as index.vote.rank_verified ranks them),
+    its evidence and its lead over the next verified one (index.vote.lead); (None, -inf, -inf) without one."""
+    evidence = lambda c: c["similarity"] + verify_weight * c["verified"]
+    cands = sorted((c for c in answer.candidates if c["verified"] is not None), key=lambda c: -evidence(c))
+    if not cands:
+        return None, -np.inf, -np.inf
+    first = evidence(cands[0])
+    return cands[0], first, first - evidence(cands[1]) if len(cands) > 1 else first
+
+
 def rule_arrays(answers: list[ClipAnswer], verify_weight: float) -> dict[float, dict[str, np.ndarray]]:
     """Per clip length, what :func:`index.calibration.choose_bars` judges: member, right (first candidate
     is the clip's song), the first candidate's evidence and its lead over the next verified one."""
     out: dict[float, dict[str, list]] = {}
     for a in answers:
         cols = out.setdefault(a.seconds, {"member": [], "right": [], "evidence": [], "lead": []})
-        # the verified candidates ranked by evidence at this weight, as index.vote.rank_verified ranks them
-        cands = sorted((c for c in a.candidates if c["verified"] is not None),
-                       key=lambda c: -(c["similarity"] + verify_weight * c["verified"]))
-        first = cands[0] if cands else None
-        evidence = -np.inf if first is None else first["similarity"] + verify_weight * first["verified"]
-        runner = cands[1]["similarity"] + verify_weight * cands[1]["verified"] if len(cands) > 1 else None
+        first, evidence, lead = ranked_evidence(a, verify_weight)
         cols["member"].append(a.member)
         cols["right"].append(first is not None and first["song_id"] == a.truth)
         cols["evidence"].append(evidence)
-        cols["lead"].append(evidence - runner if runner is not None else evidence)
+        cols["lead"].append(lead)
     return {s: {k: np.array(v, dtype=bool if k in ("member", "right") else np.float64) for k, v in cols.items()}
             for s, cols in out.items()}
 
@@ -201,15 +207,12 @@ def rejudge(answers: list[ClipAnswer], vote) -> list[ClipAnswer]:
 
     out = []
     for a in answers:
-        cands = sorted((c for c in a.candidates if c["verified"] is not None),
-                       key=lambda c: -(c["similarity"] + vote.verify_weight * c["verified"]))
-        if not cands:
+        first, evidence, lead = ranked_evidence(a, vote.verify_weight)
+        if first is None:
             out.append(replace(a, answer=None, reason="no_match"))
             continue
-        evidence = [c["similarity"] + vote.verify_weight * c["verified"] for c in cands]
-        lead = evidence[0] - evidence[1] if len(evidence) > 1 else evidence[0]
-        min_evidence, min_lead = vote.bars_for(cands[0]["patches"], a.seconds)
-        accepted = evidence[0] >= min_evidence and lead >= min_lead
-        reason = None if accepted else ("ambiguous" if evidence[0] >= min_evidence else "no_match")
-        out.append(replace(a, answer=cands[0]["song_id"] if accepted else None, reason=reason))
+        min_evidence, min_lead = vote.bars_for(first["patches"], a.seconds)
+        accepted = evidence >= min_evidence and lead >= min_lead
+        reason = None if accepted else ("ambiguous" if evidence >= min_evidence else "no_match")
+        out.append(replace(a, answer=first["song_id"] if accepted else None, reason=reason))
     return out
