@@ -10,7 +10,9 @@ the most member clips while answering at least ``target_unknown`` of the outside
 - :func:`choose_verification`: the weight of the verified share in the evidence, and the
   evidence bar, kept only when verification beats the similarity rule;
 - :func:`impostor_slope`: how fast the best impostor's similarity rises with library size
-  (``VoteConfig.similarity_slope``).
+  (``VoteConfig.similarity_slope``);
+- :func:`choose_size_rule` and :func:`choose_score_rule`: bars on the evidence and the lead, or one
+  learnt line over both candidates' figures, that hold at every library size measured.
 
 The clips' votes come from the identification pipeline (:mod:`index.search`); here they are arrays
 (:class:`TopVotes`), one value per clip.
@@ -334,3 +336,61 @@ def choose_size_rule(by_length: dict[float, dict[int, dict[str, np.ndarray]]], p
     return {"min_evidence": long["min_evidence"], "min_lead": long["min_lead"], "short_bars": points,
             "reference_songs": 0, "similarity_slope": 0.0, "by_length": {str(s): chosen[s] for s in lengths},
             "rule": cfg.__dict__ | {"leads": [float(x) for x in cfg.leads]}}
+
+
+def fit_line(a: dict[str, np.ndarray], C: float = 10.0) -> tuple[float, np.ndarray]:
+    """A logistic regression's (bias, weights) over ``features``: the clip's song first (member and
+    right) against everything else that has a candidate."""
+    from sklearn.linear_model import LogisticRegression
+
+    has = np.isfinite(a["features"]).all(axis=1)
+    model = LogisticRegression(C=C, max_iter=5000).fit(a["features"][has], (a["member"] & a["right"])[has])
+    return float(model.intercept_[0]), model.coef_[0].astype(np.float64)
+
+
+def line_rates(a: dict[str, np.ndarray], bias: float, weights: np.ndarray) -> dict[str, float]:
+    """Member clips right and wrong, outsider clips "unknown", under the line (score >= 0 answers)."""
+    has = np.isfinite(a["features"]).all(axis=1)
+    accepted = np.zeros(len(has), dtype=bool)
+    accepted[has] = bias + a["features"][has] @ weights >= 0.0
+    member = a["member"]
+    return {"right": round(float((accepted & a["right"])[member].mean()), 4),
+            "wrong": round(float((accepted & ~a["right"])[member].mean()), 4),
+            "unknown": round(float(1.0 - accepted[~member].mean()), 4),
+            "members": int(member.sum()), "outsiders": int((~member).sum())}
+
+
+def choose_line(per_size: dict[int, dict[str, np.ndarray]], max_wrong: float,
+                cfg: SizeRuleConfig = SizeRuleConfig()) -> dict:
+    """The learnt line of one clip length: its direction from a logistic regression over every size's
+    clips pooled, its offset the least that keeps, at every size, ``cfg.target_unknown`` of outsider
+    clips "unknown" and at most ``max_wrong`` of member clips answered with another song."""
+    pooled = {k: np.concatenate([a[k] for a in per_size.values()]) for k in ("features", "member", "right")}
+    bias, weights = fit_line(pooled)
+    bar = -np.inf  # the score every size's rates allow clips to be answered from
+    for a in per_size.values():
+        has = np.isfinite(a["features"]).all(axis=1)
+        score = np.where(has, bias + np.nan_to_num(a["features"]) @ weights, -np.inf)
+        outsiders = np.sort(score[~a["member"]])[::-1]
+        wrong = np.sort(score[a["member"] & ~a["right"]])[::-1]
+        allowed_out = int(math.floor((1.0 - cfg.target_unknown) * len(outsiders) + 1e-9))
+        allowed_wrong = int(math.floor(max_wrong * int(a["member"].sum()) + 1e-9))
+        for ranked, allowed in ((outsiders, allowed_out), (wrong, allowed_wrong)):
+            if allowed < len(ranked):  # halfway between the last clip allowed and the first too many
+                above = ranked[allowed - 1] if allowed > 0 and np.isfinite(ranked[allowed - 1]) else ranked[allowed] + 1e-3
+                bar = max(bar, float(ranked[allowed] + above) / 2)
+    if np.isfinite(bar):  # else nothing binds: the regression's own even odds
+        bias -= bar
+    rates = {n: line_rates(a, bias, weights) for n, a in per_size.items()}
+    return {"bias": round(bias, 5), "weights": [round(float(w), 5) for w in weights],
+            "member_hit_rate": round(float(np.mean([r["right"] for r in rates.values()])), 4), "by_size": rates}
+
+
+def choose_score_rule(by_length: dict[float, dict[int, dict[str, np.ndarray]]], patch_seconds: float,
+                      cfg: SizeRuleConfig = SizeRuleConfig()) -> dict:
+    """``VoteConfig.score_rule`` points, one learnt line per clip length measured (:func:`choose_line`);
+    clips shorter than a patch may answer ``cfg.max_wrong_short`` of member clips wrongly."""
+    chosen = {s: choose_line(by_length[s], cfg.max_wrong_short if s < patch_seconds - 0.05 else cfg.max_wrong, cfg)
+              for s in sorted(by_length)}
+    return {"score_rule": [[s, c["bias"], *c["weights"]] for s, c in chosen.items()],
+            "by_length": {str(s): c for s, c in chosen.items()}}

@@ -65,11 +65,18 @@ class VoteConfig:
     # least this, and the bars above): the query encoder learnt music, and a stored jingle or sound
     # effect is still found. The same bars alone let strangers in (docs/BENCHMARKS.md).
     copy_similarity: float = 0.9
+    # The bars above as one learnt line instead (index/calibration.choose_score_rule): the clip is
+    # answered when bias + weights · decision_features(votes) >= 0, so that a winner far ahead of its
+    # runner-up needs less evidence and one barely ahead needs more; two separate bars cut that
+    # trade-off square. (clip seconds, bias, *weights) points, linear in between, the last for longer
+    # clips. Empty: the bars.
+    score_rule: tuple = ()
 
     def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
         points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)
         object.__setattr__(self, "similarity_by_patches", points)
         object.__setattr__(self, "short_bars", tuple(tuple(float(x) for x in p) for p in self.short_bars))
+        object.__setattr__(self, "score_rule", tuple(tuple(float(x) for x in p) for p in self.score_rule))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +101,15 @@ class VoteConfig:
             return float(np.interp(clip_s, seconds, evidence)), float(np.interp(clip_s, seconds, lead))
         return self.min_evidence_for(patches), self.min_lead
 
+    def score_line(self, clip_s: float | None) -> tuple[float, np.ndarray]:
+        """(bias, weights) of ``score_rule`` for a clip of ``clip_s`` seconds (None: the longest point's)."""
+        points = np.array(self.score_rule, dtype=np.float64)
+        if clip_s is None or len(points) == 1:
+            line = points[-1, 1:]
+        else:
+            line = np.array([np.interp(clip_s, points[:, 0], points[:, i]) for i in range(1, points.shape[1])])
+        return float(line[0]), line[1:]
+
     @property
     def verifies(self) -> bool:
         return self.verify_top > 0 and self.verify_weight > 0.0
@@ -105,7 +121,9 @@ class VoteConfig:
         rise = self.similarity_slope * math.log(n_songs / self.reference_songs)
         # The evidence's similarity part rises the same way; the verification part is measured only
         # for the vote's top songs, which the size already picks the best of.
-        return replace(self, min_similarity=self.min_similarity + rise,
+        # a learnt line asks for the same rise of the similarity: its bias falls by the similarity's weight × rise
+        lines = tuple((p[0], p[1] - p[2] * rise, *p[2:]) for p in self.score_rule)
+        return replace(self, min_similarity=self.min_similarity + rise, score_rule=lines,
                        min_evidence=self.min_evidence + rise if self.verifies else self.min_evidence)
 
 
@@ -272,12 +290,35 @@ def lead(votes: list[SongVote], cfg: VoteConfig) -> float:
     return first - runner_up.evidence(cfg.verify_weight) if runner_up is not None else first
 
 
+DECISION_FEATURES = ("similarity", "verified", "share", "margin", "next_similarity", "next_verified")
+
+
+def decision_features(votes: list[SongVote]) -> np.ndarray:
+    """What ``VoteConfig.score_rule`` weighs [shape=(6,)]: the first song's similarity, verified share,
+    vote share and margin, and the next verified song's similarity and verified share (0 without one)."""
+    first = votes[0]
+    runner_up = next((v for v in votes[1:] if v.verified is not None), None)
+    following = (runner_up.similarity, runner_up.verified) if runner_up is not None else (0.0, 0.0)
+    return np.array([first.similarity, first.verified or 0.0, first.share, first.margin, *following])
+
+
+def decision_score(votes: list[SongVote], cfg: VoteConfig, clip_s: float | None = None) -> float:
+    """Where the clip lies from ``cfg.score_rule``'s line: >= 0 is answered. A clip longer than the
+    lengths the line was learnt on gets the relief ``similarity_by_patches`` gives its similarity bar."""
+    bias, weights = cfg.score_line(clip_s)
+    longer = clip_s is None or clip_s > cfg.score_rule[-1][0] + 0.5
+    relief = cfg.min_similarity - cfg.min_similarity_for(votes[0].patches) if longer else 0.0
+    return float(bias + weights @ decision_features(votes) + weights[0] * relief)
+
+
 def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s: float | None = None) -> SongVote | None:
     """The winning song, or None ("not in the library") when the vote is not convincing; ``clip_s``,
     the clip's length, picks the bars of clips shorter than a patch (``cfg.short_bars``)."""
     if not votes:
         return None
     winner = votes[0]
+    if cfg.verifies and winner.verified is not None and cfg.score_rule:
+        return winner if decision_score(votes, cfg, clip_s) >= 0.0 else None
     if cfg.verifies and winner.verified is not None:
         min_evidence, min_lead = cfg.bars_for(winner.patches, clip_s)
         passes = winner.evidence(cfg.verify_weight) >= min_evidence and lead(votes, cfg) >= min_lead
@@ -294,6 +335,9 @@ def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s
     if not votes:
         return "no_match"
     winner = votes[0]
+    if cfg.verifies and winner.verified is not None and cfg.score_rule:  # would it pass without a runner-up?
+        alone = [winner] + [replace(v, verified=None) for v in votes[1:]]
+        return "ambiguous" if decision_score(alone, cfg, clip_s) >= 0.0 else "no_match"
     if cfg.verifies and winner.verified is not None:
         min_evidence, _ = cfg.bars_for(winner.patches, clip_s)
         return "ambiguous" if winner.evidence(cfg.verify_weight) >= min_evidence else "no_match"

@@ -110,33 +110,40 @@ def rejudged(meta: dict, results: dict) -> dict:
     if shipped is None:
         raise SystemExit(f"no calibration is shipped for {meta['model']}")
     vote = VoteConfig(**{k: v for k, v in shipped.items() if k in VoteConfig.__dataclass_fields__})
-    meta["rule"] = "rescored with encoder/weights/calibration.json"
+    kind = "a learnt line" if shipped.get("score_rule") else "bars"
+    meta["rule"] = f"shipped in encoder/weights/calibration.json ({kind}, verification weight {vote.verify_weight:g})"
     return {n: rejudge(answers, vote) for n, answers in results.items()}
 
 
 def fit(meta: dict, results: dict, args) -> int:
+    """Bars (index.calibration.choose_size_rule) and learnt lines (choose_score_rule) at every verification
+    weight; the one that identifies the most validation member clips, each length counting alike, is kept."""
     from tuneprint.encoder.features import FeatureConfig
-    from tuneprint.index.calibration import choose_size_rule
+    from tuneprint.index.calibration import choose_score_rule, choose_size_rule
     from tuneprint.server.evaluation.sizes import rule_arrays
     from tuneprint.server.folder import write_calibration
 
+    patch_seconds = FeatureConfig().patch_seconds
     tried = {}
     for weight in VERIFY_WEIGHTS:  # the candidates were verified at the library's weight; re-ranked here at each
         by_length: dict = {}
         for size, answers in results.items():
             for seconds, arrays in rule_arrays(answers, weight).items():
                 by_length.setdefault(seconds, {})[size] = arrays
-        tried[weight] = choose_size_rule(by_length, FeatureConfig().patch_seconds)
-    # one weight for every length: the most member clips, each length counting alike
-    weight = max(tried, key=lambda w: np.mean([b["member_hit_rate"] for b in tried[w]["by_length"].values()]))
-    chosen = {**tried[weight], "verify_weight": weight,
-              "weights_tried": {w: {s: b["member_hit_rate"] for s, b in t["by_length"].items()} for w, t in tried.items()}}
+        tried[("bars", weight)] = {**choose_size_rule(by_length, patch_seconds), "score_rule": []}
+        tried[("line", weight)] = choose_score_rule(by_length, patch_seconds)
+    hits = {key: float(np.mean([b["member_hit_rate"] for b in t["by_length"].values()])) for key, t in tried.items()}
+    kind, weight = max(tried, key=hits.get)
+    chosen = {**tried[("bars", weight)], **tried[(kind, weight)], "verify_weight": weight, "kind": kind,
+              "tried": {f"{k} {w}": {s: b["member_hit_rate"] for s, b in t["by_length"].items()}
+                        for (k, w), t in tried.items()}}
     print(json.dumps({k: v for k, v in chosen.items() if k != "rule"}, indent=1))
     if args.write:
         path = write_calibration(meta["model"], {**meta["vote"], **{k: chosen[k] for k in (
-            "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope")}},
+            "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope",
+            "score_rule")}},
             {"command": "python scripts/identification_sizes.py --role calibrate --write", "sizes": sorted(results),
-             "by_length": chosen["by_length"], "weights_tried": chosen["weights_tried"], "rule": chosen["rule"]})
+             "kind": kind, "by_length": chosen["by_length"], "tried": chosen["tried"], "rule": chosen["rule"]})
         logging.info("wrote %s", path)
     return 0
 
@@ -158,7 +165,8 @@ def markdown(meta: dict, tables: dict[int, dict]) -> str:
     head = "| clips | " + " | ".join(f"{n} songs" for n in sizes) + " |"
     lines = [f"Encoder `{meta['model']}`; {meta['members']} songs in the library to start with, "
              f"{meta['outsiders']} outside it; {meta['config']['clips_per_song']} clips per song, length and "
-             "condition. Member rows: right song / wrong song; outsider rows: answered \"unknown\".", "",
+             "condition. Member rows: right song / wrong song; outsider rows: answered \"unknown\"."
+             + (f" Decided by the rule {meta['rule']}." if meta.get("rule") else ""), "",
              head, "|" + " --- |" * (len(sizes) + 1)]
     for kind in kinds:
         cells = []

@@ -5,21 +5,26 @@ Confidence: one number in [0, 1] for people, next to the raw figures. It places 
 against the library's "unknown" bar: 0.5 is the bar itself, 1 a perfect match (the same audio),
 0 no evidence at all, linear in between on either side. A clip is answered with its first
 candidate when that reaches the bar (and, in a library without verification, its votes are not
-split between songs).
+split between songs). Under a learnt line (``VoteConfig.score_rule``) it is the logistic of the
+song's score against the best other candidate: 0.5 on the line again, towards 1 far above it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from tuneprint.index.catalog import Song
-from tuneprint.index.vote import SongVote, VoteConfig
+from tuneprint.index.vote import SongVote, VoteConfig, decision_score
 
 NOT_MUSIC = "not_music"  # the reason of an answer withheld because the music gate says the clip is not music
 TOO_SHORT = "too_short"  # the reason of "unknown" for a clip shorter than the features' min_clip_seconds
 
 
-def confidence(vote: SongVote, cfg: VoteConfig, clip_s: float | None = None) -> float:
-    """``vote``'s evidence mapped to [0, 1] with the "unknown" bar at 0.5 (see the module's docstring)."""
+def confidence(vote: SongVote, cfg: VoteConfig, clip_s: float | None = None, others: list[SongVote] = ()) -> float:
+    """``vote``'s evidence mapped to [0, 1] with the "unknown" bar at 0.5 (see the module's docstring);
+    ``others``, the clip's other candidates, matter under a learnt line."""
+    if cfg.verifies and vote.verified is not None and cfg.score_rule:
+        return 1.0 / (1.0 + math.exp(-decision_score([vote, *others], cfg, clip_s)))
     if cfg.verifies and vote.verified is not None:
         evidence, bar, perfect = vote.evidence(cfg.verify_weight), cfg.bars_for(vote.patches, clip_s)[0], 1.0 + cfg.verify_weight
     else:

@@ -277,5 +277,8 @@ def library_stats(lib) -> dict:
             # the lead over the runner-up's evidence, and the bars of clips shorter than a patch
             # ([seconds, min_evidence, min_lead] points)
             "min_lead": round(vote.min_lead, 4), "short_bars": [list(p) for p in vote.short_bars],
+            # the learnt line that replaces those bars when calibrated (index/vote.VoteConfig.score_rule):
+            # [clip seconds, bias, weights of index/vote.DECISION_FEATURES] points
+            "score_rule": [list(p) for p in vote.score_rule] if vote.verifies else [],
             # the query encoder identification searches with (encoder/query_encoder.py), if one fits
             "query_encoder": query_encoder_id(lib.model_id)}

@@ -337,7 +337,8 @@ class Library:
             if by_fingerprint.winner is not None and by_fingerprint.winner.similarity >= cfg.copy_similarity:
                 decision = by_fingerprint
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
-        candidates = [Match(self._song(v.song_id), v, confidence(v, cfg, clip_s)) for v in decision.votes[: cfg.top]]
+        candidates = [Match(self._song(v.song_id), v, confidence(v, cfg, clip_s, [o for o in decision.votes if o is not v]))
+                      for v in decision.votes[: cfg.top]]
         match = candidates[0] if decision.winner is not None else None
         return Identification(name, match, candidates, decision.reason, clip_s).judged(self.music(emb))
 

@@ -120,3 +120,28 @@ def test_bars_are_chosen_to_hold_the_unknown_rate_at_every_library_size():
     rule = choose_size_rule({1.0: per_size, 3.0: per_size}, 2.97, cfg)
     assert rule["short_bars"][0][0] == 1.0 and rule["short_bars"][-1][0] == 2.97
     assert rule["reference_songs"] == 0  # nothing is extrapolated with size any more
+
+
+def test_a_learnt_line_holds_the_unknown_rate_at_every_library_size_and_identifies_more_than_square_bars():
+    from tuneprint.index.calibration import SizeRuleConfig, choose_score_rule, choose_size_rule
+
+    rng = np.random.default_rng(1)
+    per_size = {}
+    for songs in (30, 300, 3000):
+        best = np.sort(rng.normal(0.5, 0.1, (400, songs)), axis=1)[:, -2:]  # outsiders' two best impostors
+        evidence = rng.normal(0.8, 0.12, 300)  # members: weaker matches, yet clear of their runner-up
+        runner = evidence - rng.uniform(0.15, 0.5, 300)
+        first, second = np.r_[evidence, best[:, 1]], np.r_[runner, best[:, 0]]
+        zero = np.zeros_like(first)
+        per_size[songs] = {"member": np.r_[np.ones(300, bool), np.zeros(400, bool)],
+                           "right": np.r_[rng.random(300) < 0.99, np.zeros(400, bool)],
+                           "evidence": first, "lead": first - second,
+                           "features": np.stack([first, zero, zero, zero, second, zero], axis=1)}
+    cfg = SizeRuleConfig(target_unknown=0.97, max_wrong=0.05)
+    line = choose_score_rule({3.0: per_size}, 2.97, cfg)
+    chosen = line["by_length"]["3.0"]
+    assert all(r["unknown"] >= 0.97 and r["wrong"] <= 0.05 for r in chosen["by_size"].values()), chosen
+    bars = choose_size_rule({3.0: per_size}, 2.97, cfg)["by_length"]["3.0"]
+    assert chosen["member_hit_rate"] > bars["member_hit_rate"], (chosen, bars)
+    (seconds, bias, *weights), = line["score_rule"]
+    assert seconds == 3.0 and len(weights) == 6 and weights[0] > 0 > weights[4]  # more evidence helps, a close runner-up hurts

@@ -13,6 +13,7 @@ from tuneprint.encoder.features import FeatureConfig, log_mel
 from tuneprint.encoder.query_encoder import DEFAULT_QUERY, crop_views, load_query_encoder, short_patches
 from tuneprint.errors import MismatchError
 from tuneprint.index.vote import SongVote, VoteConfig, decide, unknown_reason
+from tuneprint.server.answers import confidence
 
 FEATURES = FeatureConfig()
 OUTSIDER_SEEDS = range(100, 120)
@@ -101,6 +102,30 @@ def test_short_clips_have_bars_of_their_own():
     assert decide(vote, cfg, clip_s=1.0) is None and unknown_reason(vote, cfg, clip_s=1.0) == "no_match"
     assert cfg.bars_for(1, 1.5) == pytest.approx((0.775, 0.075))
     assert decide(vote, cfg, clip_s=2.5) is not None  # 0.7 + 0.05 · 0.47 / 0.97 ≈ 0.724 and a lead of ≈0.024
+
+
+def test_a_learnt_line_trades_evidence_against_the_lead():
+    # score = bias + 10 · similarity − 8 · the next verified song's similarity (the other weights 0)
+    cfg = VoteConfig(verify_top=3, verify_weight=0.2, min_evidence=9.0,  # bars that would refuse everything
+                     score_rule=((1.0, -4.0, 10, 0, 0, 0, -8, 0), (3.0, -2.6, 10, 0, 0, 0, -8, 0)))
+    vote = lambda song, sim: SongVote(song, 1, 0.5, sim, 0.0, 0.5, verified=0.0)
+    far_ahead = [vote("a", 0.7), vote("b", 0.5)]  # 7 − 4 = 3 ≥ 2.6
+    barely_ahead = [vote("a", 0.8), vote("b", 0.78)]  # 8 − 6.24 < 2.6, though more evidence
+    assert decide(far_ahead, cfg, 3.0) is far_ahead[0]
+    assert decide(barely_ahead, cfg, 3.0) is None and unknown_reason(barely_ahead, cfg, 3.0) == "ambiguous"
+    weak = [vote("a", 0.2)]
+    assert decide(weak, cfg, 3.0) is None and unknown_reason(weak, cfg, 3.0) == "no_match"
+    assert cfg.score_line(2.0)[0] == pytest.approx(-3.3) and cfg.score_line(None)[0] == pytest.approx(-2.6)
+    assert decide(far_ahead, cfg, 1.0) is None  # a 1-s clip's line asks for more: 3 < 4
+    assert decide(far_ahead, cfg, 10.0) is far_ahead[0]  # longer than the last point: its line
+    assert confidence(far_ahead[0], cfg, 3.0, far_ahead[1:]) == pytest.approx(1 / (1 + np.exp(-0.4)))
+    assert confidence(barely_ahead[0], cfg, 3.0, barely_ahead[1:]) < 0.5
+    assert confidence(far_ahead[0], cfg, 3.0) > confidence(far_ahead[0], cfg, 3.0, far_ahead[1:])  # alone: surer
+    strangers = {songs: [_stranger_votes(np.random.default_rng(songs), songs) for _ in range(3000)]
+                 for songs in (30, 1000)}
+    lead_line = replace(cfg, score_rule=((3.0, -1.0, 10, 0, 0, 0, -10, 0),))  # a lead of 0.1 on similarity
+    rates = {n: np.mean([decide(v, lead_line, 3.0) is not None for v in t]) for n, t in strangers.items()}
+    assert rates[1000] <= rates[30] + 0.01, rates
 
 
 def test_the_unknown_rule_keeps_its_false_accept_rate_as_a_generated_library_grows(tmp_path):

@@ -289,3 +289,12 @@ def test_label_ties_go_to_the_more_similar_voters():
     labels = {"a": ("zeta",), "b": ("alpha",)}
     assert vote_labels(songs, labels, similarities=np.array([[0.9, 0.4]]))[0] == ("zeta", 0.5)
     assert vote_labels(songs, labels, similarities=np.array([[0.4, 0.9]]))[0] == ("alpha", 0.5)
+
+
+def test_a_learnt_line_asks_for_the_same_rise_of_similarity_in_a_library_larger_than_calibrated():
+    cfg = VoteConfig(verify_top=3, verify_weight=1.0, reference_songs=100, similarity_slope=0.05,
+                     score_rule=((1.0, -4.0, 10, 1, 0, 0, -8, 0), (3.0, -2.0, 6, 1, 0, 0, -5, 0)))
+    assert cfg.for_library(50) is cfg  # never looser than calibrated
+    rise = 0.05 * np.log(1000 / 100)
+    assert np.array(cfg.for_library(1000).score_rule) == pytest.approx(np.array(
+        [[1.0, -4.0 - 10 * rise, 10, 1, 0, 0, -8, 0], [3.0, -2.0 - 6 * rise, 6, 1, 0, 0, -5, 0]]))

@@ -184,7 +184,13 @@ def cmd_stats(args) -> int:
              f"{stats['style_vectors']} track vectors ({stats['style_bytes'] / 1e3:.1f} kB)",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
              "library\" (README, \"Confidence\")"]
-    if stats["verify_top"]:
+    if stats["verify_top"] and stats.get("score_rule"):
+        lines.append(f"         the bar: a line learnt on validation clips over the best song's similarity, share of the clip "
+                     f"explained by its spectrogram (top {stats['verify_top']} songs checked), vote share and margin, "
+                     "and the next song's similarity and explained share")
+        lines.append("         (clip seconds, bias, weights: " + "; ".join(
+            f"{p[0]:g} s: {p[1]:.2f}, " + ", ".join(f"{w:.2f}" for w in p[2:]) for p in stats["score_rule"]) + ")")
+    elif stats["verify_top"]:
         lines.append(f"         the bar: evidence {stats['min_evidence']:.3f} = similarity + {stats['verify_weight']:g} × "
                      f"share of the clip explained by the song's spectrogram (top {stats['verify_top']} songs checked)")
         if stats.get("min_lead"):

@@ -6,7 +6,7 @@ cached by :mod:`server.evaluation.scale`, drawn in a seeded order so that every 
 collections) are committed until it holds each size. Copies of the clips' own songs never enter.
 Every clip is embedded once and answered at every size through :meth:`Library.identify_embeddings`;
 each answer's first two candidates are kept, so that another "unknown" rule can be judged on the
-same answers (:func:`index.calibration.choose_size_rule` does, for calibration).
+same answers (:func:`index.calibration.choose_size_rule` and ``choose_score_rule`` do, for calibration).
 
 Clips: :func:`server.evaluation.clips.random_clips` for the project's conditions (clean, noise,
 phone, reverb, speed) and :mod:`server.evaluation.phone_chain` for the real phone chains.
@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from tuneprint.encoder.audio import load_audio
 from tuneprint.encoder.augment import CONDITIONS
+from tuneprint.index.vote import DECISION_FEATURES, SongVote, VoteConfig, decide, decision_features, lead, unknown_reason
 
 from .clips import random_clips
 from .phone_chain import CHAINS, phone_call
@@ -174,45 +175,37 @@ def load_answers(path: Path) -> tuple[dict, dict[int, list[ClipAnswer]]]:
     return data["meta"], {int(n): [ClipAnswer(**a) for a in answers] for n, answers in data["sizes"].items()}
 
 
-def ranked_evidence(answer: ClipAnswer, verify_weight: float) -> tuple[dict | None, float, float]:
-    """An answer's first verified candidate at ``verify_weight`` (as index.vote.rank_verified ranks them),
-    its evidence and its lead over the next verified one (index.vote.lead); (None, -inf, -inf) without one."""
-    evidence = lambda c: c["similarity"] + verify_weight * c["verified"]
-    cands = sorted((c for c in answer.candidates if c["verified"] is not None), key=lambda c: -evidence(c))
-    if not cands:
-        return None, -np.inf, -np.inf
-    first = evidence(cands[0])
-    return cands[0], first, first - evidence(cands[1]) if len(cands) > 1 else first
+def votes_of(answer: ClipAnswer, verify_weight: float) -> list[SongVote]:
+    """An answer's saved candidates that were verified, as index.vote.rank_verified ranks them at
+    ``verify_weight`` (most evidence first); empty without one."""
+    votes = [SongVote(c["song_id"], 0, c["share"], c["similarity"], 0.0, 0.0, c["margin"], c["patches"], c["verified"])
+             for c in answer.candidates if c["verified"] is not None]
+    return sorted(votes, key=lambda v: -v.evidence(verify_weight))
 
 
 def rule_arrays(answers: list[ClipAnswer], verify_weight: float) -> dict[float, dict[str, np.ndarray]]:
-    """Per clip length, what :func:`index.calibration.choose_bars` judges: member, right (first candidate
-    is the clip's song), the first candidate's evidence and its lead over the next verified one."""
+    """Per clip length, what index.calibration's choosers judge: member, right (the first candidate is
+    the clip's song), the first candidate's evidence, its lead over the next verified one, and the
+    line's ``features`` (index.vote.decision_features); clips without a candidate have evidence -inf."""
     out: dict[float, dict[str, list]] = {}
     for a in answers:
-        cols = out.setdefault(a.seconds, {"member": [], "right": [], "evidence": [], "lead": []})
-        first, evidence, lead = ranked_evidence(a, verify_weight)
+        cols = out.setdefault(a.seconds, {"member": [], "right": [], "evidence": [], "lead": [], "features": []})
+        votes = votes_of(a, verify_weight)
         cols["member"].append(a.member)
-        cols["right"].append(first is not None and first["song_id"] == a.truth)
-        cols["evidence"].append(evidence)
-        cols["lead"].append(lead)
+        cols["right"].append(bool(votes) and votes[0].song_id == a.truth)
+        cols["evidence"].append(votes[0].evidence(verify_weight) if votes else -np.inf)
+        cols["lead"].append(lead(votes, replace(VoteConfig(), verify_weight=verify_weight)) if votes else -np.inf)
+        cols["features"].append(decision_features(votes) if votes else np.full(len(DECISION_FEATURES), np.nan))
     return {s: {k: np.array(v, dtype=bool if k in ("member", "right") else np.float64) for k, v in cols.items()}
             for s, cols in out.items()}
 
 
-def rejudge(answers: list[ClipAnswer], vote) -> list[ClipAnswer]:
-    """The answers as ``vote`` (index.vote.VoteConfig, verifying) would decide them from their first two
-    candidates: its bars for each clip's length (``bars_for``), on the evidence and the lead."""
-    from dataclasses import replace
-
+def rejudge(answers: list[ClipAnswer], vote: VoteConfig) -> list[ClipAnswer]:
+    """The answers as ``vote`` (verifying) decides them (index.vote.decide) from their saved candidates."""
     out = []
     for a in answers:
-        first, evidence, lead = ranked_evidence(a, vote.verify_weight)
-        if first is None:
-            out.append(replace(a, answer=None, reason="no_match"))
-            continue
-        min_evidence, min_lead = vote.bars_for(first["patches"], a.seconds)
-        accepted = evidence >= min_evidence and lead >= min_lead
-        reason = None if accepted else ("ambiguous" if evidence >= min_evidence else "no_match")
-        out.append(replace(a, answer=first["song_id"] if accepted else None, reason=reason))
+        votes = votes_of(a, vote.verify_weight)
+        winner = decide(votes, vote, a.seconds) if votes else None
+        reason = None if winner is not None else (unknown_reason(votes, vote, a.seconds) if votes else "no_match")
+        out.append(replace(a, answer=winner.song_id if winner else None, reason=reason))
     return out
