@@ -66,8 +66,7 @@ def collect(args) -> tuple[dict, dict]:
     from tuneprint.server.evaluation.benchmark import held_out_songs
     from tuneprint.server.evaluation.calibrate import calibration_songs
     from tuneprint.server.evaluation.clips import load_noises
-    from tuneprint.index.vote import VoteConfig
-    from tuneprint.server.folder import shipped_calibration
+    from tuneprint.server.folder import shipped_vote
     from tuneprint.server.library import Library, LibrarySettings
 
     noises = load_noises(args.noise_dir or args.corpus / "noise-heldout")
@@ -88,10 +87,9 @@ def collect(args) -> tuple[dict, dict]:
                 lib.add([path for path, _ in library_songs], allow_non_music=True)
         shutil.copytree(base, tmp / "library")  # grown with distractors: a copy
         with Library.open(tmp / "library") as lib:
-            shipped = shipped_calibration(lib.model_id)  # a kept base library recorded the bars of its day
+            shipped = shipped_vote(lib.model_id)  # a kept base library recorded the bars of its day
             if shipped is not None:
-                lib.settings = replace(lib.settings, vote=VoteConfig(**{k: v for k, v in shipped.items()
-                                                                        if k in VoteConfig.__dataclass_fields__}))
+                lib.settings = replace(lib.settings, vote=shipped)
             results = run_sizes(lib, members, outsiders, noises, args.cache, cfg)
             meta = {"role": args.role, "model": lib.model_id, "vote": lib.settings.vote.to_dict(),
                     "members": len(members), "outsiders": len(outsiders), "config": {**cfg.__dict__}}
@@ -102,15 +100,13 @@ def collect(args) -> tuple[dict, dict]:
 
 def rejudged(meta: dict, results: dict) -> dict:
     """Saved answers decided again by the rule shipped for their encoder (encoder/weights/calibration.json)."""
-    from tuneprint.index.vote import VoteConfig
     from tuneprint.server.evaluation.sizes import rejudge
-    from tuneprint.server.folder import shipped_calibration
+    from tuneprint.server.folder import shipped_vote
 
-    shipped = shipped_calibration(meta["model"])
-    if shipped is None:
+    vote = shipped_vote(meta["model"])
+    if vote is None:
         raise SystemExit(f"no calibration is shipped for {meta['model']}")
-    vote = VoteConfig(**{k: v for k, v in shipped.items() if k in VoteConfig.__dataclass_fields__})
-    kind = "a learnt line" if shipped.get("score_rule") else "bars"
+    kind = "a learnt line" if vote.score_rule else "bars"
     meta["rule"] = f"shipped in encoder/weights/calibration.json ({kind}, verification weight {vote.verify_weight:g})"
     return {n: rejudge(answers, vote) for n, answers in results.items()}
 

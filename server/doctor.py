@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tuneprint.errors import TuneprintError
@@ -47,7 +47,7 @@ def check(root: Path) -> list[Finding]:
     if not catalog_findings:
         findings += _check_index(root)
     if not findings:
-        findings += _check_styles(root)
+        findings += _check_styles(root) + _check_rule(root)
     return findings
 
 
@@ -146,6 +146,35 @@ def _check_styles(root: Path) -> list[Finding]:
                     "re-embed the songs (`tuneprint reindex`)", True)]
 
 
+def _calibrated_rule(root: Path):
+    """The vote settings shipped for the library's encoder (encoder/weights/calibration.json), or None."""
+    from tuneprint.index.catalog import Catalog
+
+    from .folder import shipped_vote
+
+    catalog = Catalog(root / CATALOG_FILE, read_only=True)
+    try:
+        model_id = catalog.get_meta("model_id")
+    finally:
+        catalog.close()
+    return shipped_vote(model_id) if model_id else None
+
+
+def _check_rule(root: Path) -> list[Finding]:
+    """A library that decides "unknown" by another rule than the one shipped for its encoder (made by
+    an older tuneprint: a library keeps the rule of its day until told otherwise)."""
+    shipped, recorded = _calibrated_rule(root), read_settings(root).vote
+    if shipped is None or recorded is None or recorded == shipped:
+        return []
+    return [Finding("rule", "decides \"unknown\" by another rule than the one calibrated for its encoder "
+                    "(encoder/weights/calibration.json; docs/BENCHMARKS.md measures both)",
+                    "adopt the calibrated rule in settings.json (nothing is re-embedded)", True)]
+
+
+def _repair_rule(root: Path, progress) -> None:
+    write_settings(root, replace(read_settings(root), vote=_calibrated_rule(root)))
+
+
 def _repair_settings(root: Path, progress) -> None:
     index = IndexConfig()
     try:
@@ -181,4 +210,4 @@ def _repair_index(root: Path, progress) -> None:
 
 
 REPAIRS = {SETTINGS_FILE: _repair_settings, "leftovers": _repair_leftovers, "orphans": _repair_orphans,
-           INDEX_DIR: _repair_index, "styles": _repair_index}
+           INDEX_DIR: _repair_index, "styles": _repair_index, "rule": _repair_rule}

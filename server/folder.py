@@ -117,14 +117,20 @@ def shipped_calibration(model_id: str, path: Path = CALIBRATION_FILE) -> dict | 
     return data["vote"] if data.get("model_id") == model_id else None
 
 
+def shipped_vote(model_id: str, path: Path = CALIBRATION_FILE) -> VoteConfig | None:
+    """:func:`shipped_calibration` as vote settings (keys VoteConfig does not know are left out)."""
+    shipped = shipped_calibration(model_id, path)
+    return VoteConfig(**{k: v for k, v in shipped.items() if k in VoteConfig.__dataclass_fields__}) if shipped else None
+
+
 def calibrated_vote(model) -> VoteConfig | None:
     """Vote settings with the "unknown" thresholds calibrated for this model, if any: those shipped in
     encoder/weights/calibration.json for it (scripts/identification_sizes.py), else the checkpoint's own
     (scripts/calibrate.py)."""
+    shipped = shipped_vote(model.model_id)
     calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
-    calibration = shipped_calibration(model.model_id) or calibration
-    if not calibration:
-        return None
+    if shipped is not None or not calibration:
+        return shipped
     return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
 

@@ -513,7 +513,7 @@ def test_reindex_brings_the_encoders_calibrated_thresholds(tmp_path):
 
 
 # -- spectral verification ----------------------------------------------------------------------
-VERIFYING = dict(verify_top=3, verify_weight=0.5, min_share=0.0, min_margin=0.0)
+VERIFYING = dict(verify_top=3, verify_weight=0.5, min_share=0.0, min_margin=0.0, score_rule=())  # the evidence bar decides
 
 
 def test_every_added_song_keeps_its_verification_view(library, song_dir):

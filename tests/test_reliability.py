@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,20 @@ def test_adding_only_missing_files_creates_no_library(tmp_path, capsys):
     assert main(["add", "--library", str(root), str(tmp_path / "nothing-here.wav")]) == 1
     assert "nothing-here.wav: no such file" in capsys.readouterr().err
     assert not root.exists()
+
+
+def test_the_doctor_offers_the_rule_calibrated_for_the_encoder_to_a_library_of_an_older_day(library_copy):
+    from tuneprint.server import doctor
+    from tuneprint.server.folder import read_settings, shipped_vote, write_settings
+
+    settings = read_settings(library_copy)
+    with Library.open(library_copy) as lib:
+        calibrated = shipped_vote(lib.model_id)
+    if calibrated is None:
+        pytest.skip("no rule is shipped for this test encoder")
+    assert settings.vote == calibrated and doctor.check(library_copy) == []
+    write_settings(library_copy, replace(settings, vote=replace(calibrated, score_rule=(), min_evidence=0.7)))
+    findings = doctor.check(library_copy)
+    assert [(f.file, f.repairable) for f in findings] == [("rule", True)]
+    assert all(f.repaired for f in doctor.repair(library_copy)) and doctor.check(library_copy) == []
+    assert read_settings(library_copy).vote == calibrated

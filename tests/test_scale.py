@@ -23,3 +23,13 @@ def test_distractors_come_from_songs_outside_the_benchmark(tmp_path):
         (tmp_path / "music" / name).write_bytes(b"")
     sources = distractor_sources(tmp_path, {str(tmp_path / "music" / "a" / "two.ogg")})
     assert [p.name for p in sources] == ["one.ogg", "three.mp3"]
+
+
+def test_distractors_leave_out_copies_of_the_clips_own_songs_and_of_their_faster_versions(tmp_path):
+    from tuneprint.server.evaluation.scale import cached_distractors
+
+    names = ["stk--celtic--x0.97", "stk--celtic_fast--x1.03", "stk--farm_f--x0.91", "stk--celtics--x0.97", "other--a--x1.0"]
+    for name in names:
+        (tmp_path / f"{name}.npz").write_bytes(b"")
+    kept = cached_distractors(tmp_path, ["/corpus/music/stk/celtic.ogg", "/corpus/music/stk/farm.ogg"])
+    assert [f.stem for f in kept] == ["other--a--x1.0", "stk--celtics--x0.97"]

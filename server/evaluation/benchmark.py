@@ -195,9 +195,13 @@ def verification(stats: dict) -> str:
     if not stats.get("verify_top"):
         return (f"Decided by similarity alone (\"unknown\" below {stats['min_similarity']:.3f}); "
                 "no spectral verification.")
-    return (f"Spectral verification (index/verify.py) of the top {stats['verify_top']} songs: the answer is the song "
-            f"with the most evidence = similarity + {stats['verify_weight']:g} × share of the clip its spectrogram "
-            f"explains, \"unknown\" below {stats['min_evidence']:.3f}.")
+    ranked = (f"Spectral verification (index/verify.py) of the top {stats['verify_top']} songs: the answer is the song "
+              f"with the most evidence = similarity + {stats['verify_weight']:g} × share of the clip its spectrogram "
+              "explains, ")
+    if stats.get("score_rule"):
+        return ranked + ("\"unknown\" below the learnt line over its figures and the runner-up's "
+                         "(encoder/weights/calibration.json).")
+    return ranked + f"\"unknown\" below {stats['min_evidence']:.3f}."
 
 
 def condition_rows(outcomes: list[ClipOutcome]) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import time
@@ -74,6 +75,28 @@ def distractor_sources(corpus: Path, exclude: set[str]) -> list[Path]:
     """Every music file of the corpus that is neither in the benchmark library nor kept out of it."""
     files = sorted(p for p in (corpus / "music").rglob("*") if p.suffix.lower() in {".ogg", ".mp3", ".flac", ".wav"})
     return [p for p in files if str(p) not in exclude and str(p.resolve()) not in exclude]
+
+
+FASTER_VERSION = re.compile(r"_(fast|f)$")  # SuperTuxKart ships tracks again, faster: "celtic_fast", "farm_f"
+
+
+def variant_key(stem: str) -> str:
+    """A cache stem without a faster version's suffix: a copy of "ravenbridge_mansion_fast" played at
+    0.94× is the clip's own music, not a stranger."""
+    return FASTER_VERSION.sub("", stem)
+
+
+def song_stem(path: str) -> str:
+    """How the distractor cache names a song's copies (``collection--file stem``), faster versions folded."""
+    p = Path(path)
+    return variant_key(f"{p.parent.name}--{p.stem}")
+
+
+def cached_distractors(cache: Path, exclude: list[str]) -> list[Path]:
+    """The cached distractor files, in their fixed order, without copies of the songs at ``exclude``
+    (paths) or of their faster versions: those are the clips' own music, not strangers."""
+    stems = {song_stem(path) for path in exclude}
+    return [f for f in sorted(cache.glob("*.npz")) if variant_key(f.stem.rsplit("--", 1)[0]) not in stems]
 
 
 def shifted(y: np.ndarray, speed: float) -> np.ndarray:
@@ -202,7 +225,8 @@ def run_scale(lib, corpus: Path, cache: Path, cfg: ScaleConfig = ScaleConfig(), 
     build_s = 0.0
     point = _measure(lib, clips, build_s)
     result.points.append(point)
-    for batch in distractor_batches(lib, cache, cfg.batch_songs):
+    files = cached_distractors(cache, [p for p, _ in members + outsiders])
+    for batch in distractor_batches(lib, cache, cfg.batch_songs, files):
         if not sizes:
             break
         before = len(lib.index)

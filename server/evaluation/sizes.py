@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tuneprint.index.vote import DECISION_FEATURES, SongVote, VoteConfig, decide
 
 from .clips import random_clips
 from .phone_chain import CHAINS, phone_call
-from .scale import distractor_batches
+from .scale import cached_distractors, distractor_batches
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +117,11 @@ def summarize(answers: list[ClipAnswer]) -> dict[str, dict]:
             for k, v in sorted(table.items())}
 
 
-def distractor_order(cache: Path, exclude_stems: set[str], seed: int) -> list[Path]:
-    """Cached distractor files in a seeded order, without copies of the songs in ``exclude_stems``
-    (:func:`song_stem`) or of their faster versions."""
-    files = [f for f in sorted(cache.glob("*.npz")) if variant_key(f.stem.rsplit("--", 1)[0]) not in exclude_stems]
+def distractor_order(cache: Path, exclude: list[str], seed: int) -> list[Path]:
+    """Cached distractor files in a seeded order, without copies of the songs at ``exclude`` (paths) or
+    of their faster versions (:func:`server.evaluation.scale.cached_distractors`)."""
+    files = cached_distractors(cache, exclude)
     return [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
-
-
-FASTER_VERSION = re.compile(r"_(fast|f)$")  # SuperTuxKart ships tracks again, faster: "celtic_fast", "farm_f"
-
-
-def variant_key(stem: str) -> str:
-    """A cache stem without a faster version's suffix: a copy of "ravenbridge_mansion_fast" played at
-    0.94× is the clip's own music, not a stranger."""
-    return FASTER_VERSION.sub("", stem)
-
-
-def song_stem(path: str) -> str:
-    """How the distractor cache names a song's copies (``collection--file stem``), faster versions folded."""
-    p = Path(path)
-    return variant_key(f"{p.parent.name}--{p.stem}")
 
 
 def run_sizes(lib, members, outsiders, noises, cache: Path, cfg: SizesConfig = SizesConfig(),
@@ -145,7 +129,7 @@ def run_sizes(lib, members, outsiders, noises, cache: Path, cfg: SizesConfig = S
     """Answer every clip at each of ``cfg.sizes`` songs (those below the library's start are skipped)."""
     clips = cut_clips(lib, members, outsiders, noises, cfg)
     log.info("%d clips embedded", len(clips))
-    files = distractor_order(cache, {song_stem(p) for p, _ in members + outsiders}, cfg.order_seed)
+    files = distractor_order(cache, [p for p, _ in members + outsiders], cfg.order_seed)
     results: dict[int, list[ClipAnswer]] = {}
     batches = distractor_batches(lib, cache, cfg.batch_songs, files=files)
     for size in sorted(cfg.sizes):
