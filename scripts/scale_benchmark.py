@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from tuneprint.index.vectors import IndexConfig
 from tuneprint.server.evaluation.benchmark import held_out_songs
 from tuneprint.server.evaluation.markdown import write_section
 from tuneprint.server.evaluation.scale import ScaleConfig, run_scale
@@ -36,13 +37,18 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="markdown file to write the Scale section into")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "scale.png")
     p.add_argument("--json", type=Path, help="write every figure here")
+    p.add_argument("--faiss-factory", default=IndexConfig.faiss_factory,
+                   help="the library's codec, e.g. PCA128,IVF1024,PQ64 (an IVF codec is trained on the first --train-min vectors)")
+    p.add_argument("--nprobe", type=int, default=IndexConfig.nprobe, help="inverted lists an IVF search visits")
+    p.add_argument("--train-min", type=int, default=IndexConfig.train_min)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = ScaleConfig(sizes=tuple(args.sizes))
     root = args.library or Path(tempfile.mkdtemp(prefix="tuneprint-scale-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
     members, _, _ = held_out_songs(args.corpus, 0.33)
-    with Library.create(root, LibrarySettings()) as lib:
+    index = IndexConfig(faiss_factory=args.faiss_factory, nprobe=args.nprobe, train_min=args.train_min)
+    with Library.create(root, LibrarySettings(index=index)) as lib:
         started = time.perf_counter()
         lib.add([path for path, _ in members], labels={path: [label] for path, label in members}, allow_non_music=True)
         ingest_s = time.perf_counter() - started
@@ -50,9 +56,11 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"ingest_s": ingest_s, **asdict(result)}, indent=2))
     plot(result, args.plot)
+    text = f"Index codec `{index.faiss_factory}`" + (f", nprobe {index.nprobe}" if "IVF" in index.faiss_factory else "")
+    text += ".\n\n" + summarize(result, cfg)
     if args.out:
-        write_section(args.out, "scale", "Scale: the benchmark library grown with distractor songs", summarize(result, cfg))
-    print(summarize(result, cfg))
+        write_section(args.out, "scale", "Scale: the benchmark library grown with distractor songs", text)
+    print(text)
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
 

@@ -138,12 +138,15 @@ def make_distractors(lib, sources: list[Path], speeds, target: int, cache: Path)
 
 
 def library_codec(lib):
-    """The shipped codec the library's index encodes with: distractors are cached as its codes."""
+    """The codec shipped with the library's encoder: distractors are cached as its codes, whatever codec
+    the library itself encodes with (a library with another one, e.g. an IVF codec, encodes the decoded
+    vectors again)."""
+    from tuneprint.index.vectors import IndexConfig
     from tuneprint.server.codec import shipped_codec_for
 
-    shipped = shipped_codec_for(lib.model_id, lib.settings.index.faiss_factory)
+    shipped = shipped_codec_for(lib.model_id, IndexConfig.faiss_factory)
     if shipped is None:
-        raise ValueError(f"no shipped codec for encoder {lib.model_id} and {lib.settings.index.faiss_factory!r}")
+        raise ValueError(f"no shipped codec for encoder {lib.model_id} and {IndexConfig.faiss_factory!r}")
     return shipped[0]
 
 
