@@ -119,9 +119,13 @@ class IdentificationRun:
         patches = np.concatenate([p for _, p, _, _ in features])
         vectors, stats = self.embedder.embed_patches(patches), mfcc_stats(patches)
         start = 0
-        for record, _, offsets, clip_db in features:
+        for record, clip_patches, offsets, clip_db in features:
             rows = slice(start, start + len(offsets))
-            record.answers["embedding"] = self.answer(record, vectors[rows], offsets, clip_db)
+            # searched as the library searches a clip: with the query encoder where one fits the encoder
+            # (partial patches for a clip shorter than a patch), else with the fingerprints
+            query = self.embedder.embed_query(clip_patches, offsets, clip_db)
+            searched, searched_offsets = query if query is not None else (vectors[rows], offsets)
+            record.answers["embedding"] = self.answer(record, searched, searched_offsets, clip_db)
             self._baseline_queries.append(_BaselineQuery(record, stats[rows], offsets))
             start += len(offsets)
 
