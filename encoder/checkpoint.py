@@ -56,26 +56,34 @@ def save_checkpoint(path: str | os.PathLike, net: EncoderNet, features: FeatureC
     return path
 
 
+def read_weights(path: str | os.PathLike, kind: str) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """A safetensors file's digest (the first 16 hex digits of its SHA-256, what ids are made of), its
+    metadata and its tensors, floating ones in float32; CheckpointError naming ``kind`` when unreadable."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable {kind} ({e})") from e
+    return digest, meta, {k: t.float() if t.is_floating_point() else t for k, t in state.items()}
+
+
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     """Rebuild the model saved at ``path``, in float32 and eval mode."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from e
+    digest, meta, state = read_weights(path, "safetensors checkpoint")
     version = meta.get("format_version")
     if version != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: checkpoint format version {version!r}, this tuneprint reads {FORMAT_VERSION}")
     cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
     features = FeatureConfig(**json.loads(meta["feature_config"]))
     net = EncoderNet(cfg)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as e:  # strict=False still raises on shape mismatches
@@ -83,7 +91,6 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     if unexpected or any(k.startswith(("backbone.", "projection.")) for k in missing):
         raise CheckpointError(f"{path}: weights do not fit the saved config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     net.eval()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return LoadedModel(net, features, f"sha256:{digest}", {**meta, "extra": json.loads(meta.get("extra", "{}"))})
 
 

@@ -27,7 +27,6 @@ still say where the clip starts in the song. A query encoder trained on whole vi
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 
 from tuneprint.errors import CheckpointError, MismatchError
 
+from .checkpoint import read_weights
 from .features import FeatureConfig, normalize_patch
 from .model import EncoderNet
 
@@ -166,17 +166,7 @@ def save_query_encoder(path: str | os.PathLike, short: QueryEncoder) -> Path:
 def load_query_encoder(teacher: EncoderNet, model_id: str, path: str | os.PathLike = DEFAULT_QUERY) -> QueryEncoder:
     """The query encoder for ``teacher`` (whose id is ``model_id``); MismatchError when it was
     trained against another encoder."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        state = {k: t.float() if t.is_floating_point() else t for k, t in state.items()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable query encoder ({e})") from e
+    digest, meta, state = read_weights(path, "query encoder")
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: query encoder format {meta.get('format_version')!r}; this tuneprint reads {FORMAT_VERSION}")
     if meta.get("model_id") != model_id:

@@ -25,6 +25,7 @@ from torch import nn
 
 from tuneprint.errors import CheckpointError, MismatchError
 
+from .checkpoint import read_weights
 from .model import EncoderNet
 
 DEFAULT_STYLE = Path(__file__).resolve().parent / "weights" / "style.safetensors"
@@ -134,18 +135,7 @@ def save_style(path: str | os.PathLike, style: StyleModel) -> Path:
 
 def load_style(path: str | os.PathLike = DEFAULT_STYLE, model_id: str | None = None) -> StyleModel:
     """Read a style head; with ``model_id``, refuse one trained on another encoder's trunk (MismatchError)."""
-    from safetensors import safe_open
-
-    import hashlib
-
-    path = Path(path)
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable style head ({e})") from e
+    digest, meta, tensors = read_weights(path, "style head")
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise CheckpointError(f"{path}: style format {meta.get('format_version')!r}; this tuneprint reads {FORMAT_VERSION}")
     if model_id is not None and meta.get("model_id") != model_id:

@@ -305,7 +305,10 @@ def choose_bars(per_size: dict[int, dict[str, np.ndarray]], max_wrong: float,
 
 def size_rates(a: dict[str, np.ndarray], min_evidence: float, min_lead: float) -> dict[str, float]:
     """Member clips right and wrong, outsider clips "unknown", under the bars."""
-    accepted = (a["evidence"] >= min_evidence) & (a["lead"] >= min_lead)
+    return _rates(a, (a["evidence"] >= min_evidence) & (a["lead"] >= min_lead))
+
+
+def _rates(a: dict[str, np.ndarray], accepted: np.ndarray) -> dict[str, float]:
     member = a["member"]
     return {"right": round(float((accepted & a["right"])[member].mean()), 4),
             "wrong": round(float((accepted & ~a["right"])[member].mean()), 4),
@@ -348,16 +351,15 @@ def fit_line(a: dict[str, np.ndarray], C: float = 10.0) -> tuple[float, np.ndarr
     return float(model.intercept_[0]), model.coef_[0].astype(np.float64)
 
 
-def line_rates(a: dict[str, np.ndarray], bias: float, weights: np.ndarray) -> dict[str, float]:
-    """Member clips right and wrong, outsider clips "unknown", under the line (score >= 0 answers)."""
+def line_scores(a: dict[str, np.ndarray], bias: float, weights: np.ndarray) -> np.ndarray:
+    """Each clip's score under the line (>= 0 answers); -inf for clips without a candidate."""
     has = np.isfinite(a["features"]).all(axis=1)
-    accepted = np.zeros(len(has), dtype=bool)
-    accepted[has] = bias + a["features"][has] @ weights >= 0.0
-    member = a["member"]
-    return {"right": round(float((accepted & a["right"])[member].mean()), 4),
-            "wrong": round(float((accepted & ~a["right"])[member].mean()), 4),
-            "unknown": round(float(1.0 - accepted[~member].mean()), 4),
-            "members": int(member.sum()), "outsiders": int((~member).sum())}
+    return np.where(has, bias + np.nan_to_num(a["features"]) @ weights, -np.inf)
+
+
+def line_rates(a: dict[str, np.ndarray], bias: float, weights: np.ndarray) -> dict[str, float]:
+    """Member clips right and wrong, outsider clips "unknown", under the line."""
+    return _rates(a, line_scores(a, bias, weights) >= 0.0)
 
 
 def choose_line(per_size: dict[int, dict[str, np.ndarray]], max_wrong: float,
@@ -369,8 +371,7 @@ def choose_line(per_size: dict[int, dict[str, np.ndarray]], max_wrong: float,
     bias, weights = fit_line(pooled)
     bar = -np.inf  # the score every size's rates allow clips to be answered from
     for a in per_size.values():
-        has = np.isfinite(a["features"]).all(axis=1)
-        score = np.where(has, bias + np.nan_to_num(a["features"]) @ weights, -np.inf)
+        score = line_scores(a, bias, weights)
         outsiders = np.sort(score[~a["member"]])[::-1]
         wrong = np.sort(score[a["member"] & ~a["right"]])[::-1]
         allowed_out = int(math.floor((1.0 - cfg.target_unknown) * len(outsiders) + 1e-9))

@@ -117,21 +117,24 @@ def shipped_calibration(model_id: str, path: Path = CALIBRATION_FILE) -> dict | 
     return data["vote"] if data.get("model_id") == model_id else None
 
 
+def _vote_of(calibration: dict) -> VoteConfig:
+    """Calibrated vote settings as VoteConfig (keys it does not know are left out)."""
+    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
+
+
 def shipped_vote(model_id: str, path: Path = CALIBRATION_FILE) -> VoteConfig | None:
-    """:func:`shipped_calibration` as vote settings (keys VoteConfig does not know are left out)."""
+    """:func:`shipped_calibration` as vote settings."""
     shipped = shipped_calibration(model_id, path)
-    return VoteConfig(**{k: v for k, v in shipped.items() if k in VoteConfig.__dataclass_fields__}) if shipped else None
+    return _vote_of(shipped) if shipped else None
 
 
 def calibrated_vote(model) -> VoteConfig | None:
     """Vote settings with the "unknown" thresholds calibrated for this model, if any: those shipped in
     encoder/weights/calibration.json for it (scripts/identification_sizes.py), else the checkpoint's own
     (scripts/calibrate.py)."""
-    shipped = shipped_vote(model.model_id)
-    calibration = model.meta.get("extra", {}).get("calibration") if model.meta else None
-    if shipped is not None or not calibration:
-        return shipped
-    return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
+    calibration = shipped_calibration(model.model_id)
+    calibration = calibration or (model.meta.get("extra", {}).get("calibration") if model.meta else None)
+    return _vote_of(calibration) if calibration else None
 
 
 def write_empty_library(folder: Path, settings: LibrarySettings, model, style=None) -> None:

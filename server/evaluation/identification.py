@@ -113,21 +113,21 @@ class IdentificationRun:
         self.records += records
 
     def _answer_all(self, features: list[tuple[ClipRecord, np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        """Embed every clip's patches in one batch, answer each, keep its MFCC statistics for the baseline."""
+        """Embed every clip's query, answer each, keep its MFCC statistics for the baseline."""
         if not features:
             return
-        patches = np.concatenate([p for _, p, _, _ in features])
-        vectors, stats = self.embedder.embed_patches(patches), mfcc_stats(patches)
-        start = 0
-        for record, clip_patches, offsets, clip_db in features:
-            rows = slice(start, start + len(offsets))
-            # searched as the library searches a clip: with the query encoder where one fits the encoder
-            # (partial patches for a clip shorter than a patch), else with the fingerprints
-            query = self.embedder.embed_query(clip_patches, offsets, clip_db)
-            searched, searched_offsets = query if query is not None else (vectors[rows], offsets)
+        # searched as the library searches a clip: with the query encoder where one fits the encoder
+        # (partial patches for a clip shorter than a patch), else with the fingerprints, in one batch
+        queries = [self.embedder.embed_query(p, offsets, clip_db) for _, p, offsets, clip_db in features]
+        plain = [i for i, q in enumerate(queries) if q is None]
+        if plain:
+            vectors = self.embedder.embed_patches(np.concatenate([features[i][1] for i in plain]))
+            bounds = np.cumsum([0] + [len(features[i][1]) for i in plain])
+            for i, first, end in zip(plain, bounds[:-1], bounds[1:]):
+                queries[i] = (vectors[first:end], features[i][2])
+        for (record, patches, offsets, clip_db), (searched, searched_offsets) in zip(features, queries):
             record.answers["embedding"] = self.answer(record, searched, searched_offsets, clip_db)
-            self._baseline_queries.append(_BaselineQuery(record, stats[rows], offsets))
-            start += len(offsets)
+            self._baseline_queries.append(_BaselineQuery(record, mfcc_stats(patches), offsets))
 
     def answer(self, record: ClipRecord, vectors: np.ndarray, query_offsets: np.ndarray,
                clip_db: np.ndarray | None = None) -> ClipAnswer:
