@@ -11,6 +11,7 @@ A library folder holds::
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -88,7 +89,6 @@ QUERY_ENCODER_FILE = CALIBRATION_FILE.with_name("query.safetensors")  # encoder/
 def query_encoder_id(model_id: str | None, path: Path = QUERY_ENCODER_FILE) -> str | None:
     """The id of the shipped query encoder if it was trained against ``model_id``, else None — from the
     file's safetensors header alone, so that `stats` loads no network (encoder/query_encoder.py loads it)."""
-    import hashlib
     import struct
 
     if model_id is None or not path.is_file():
@@ -97,7 +97,15 @@ def query_encoder_id(model_id: str | None, path: Path = QUERY_ENCODER_FILE) -> s
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
     if header.get("__metadata__", {}).get("model_id") != model_id:
         return None
-    return f"{model_id}/sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+    return f"{model_id}/sha256:{_file_digest(path, path.stat().st_mtime_ns, path.stat().st_size)}"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
+    """The first 16 hex digits of the file's sha256; read again only when the file changed."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def write_calibration(model_id: str, vote: dict, report: dict, path: Path = CALIBRATION_FILE) -> Path:

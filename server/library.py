@@ -145,9 +145,18 @@ class Library:
             self.settings = read_settings(self.root)
             if self.index is not None:
                 self.index = load_index(self.root / INDEX_DIR, model_id=self.model_id)
+            if self.model is not None:
+                self._reload_style()
             self._generation = generation
         log.info("library %s changed on disk (generation %d): reloaded", self.root, generation)
         return True
+
+    def _reload_style(self) -> None:
+        """Take the style head the settings name now: another process may have trained the library
+        its own (`tuneprint train --style`), and its vectors are what the catalog now holds."""
+        style = style_for(self.model_id, style_spec(self.root, self.settings.style))
+        if (style and style.style_id) != (self.style and self.style.style_id):
+            self.style, self.embedder, self._style_index = style, embedder_for(self.model, style), None
 
     def _may_write_now(self) -> bool:
         """Whether this process can take the writer lock at once (not read-only, no other writer)."""

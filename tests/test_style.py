@@ -203,6 +203,8 @@ def test_train_style_gives_the_library_its_own_head(tmp_path, style_files, capsy
     root = tmp_path / "lib"
     with Library.create(root, LibrarySettings(model=TEST_MODEL)) as lib:
         lib.add(sorted(style_files)[:4], allow_non_music=True)
+    server = Library.open(root)  # a long-lived reader (a server) while another process trains
+    before = server.style and server.style.style_id
     assert main(["train", "--library", str(root), "--style", "--steps", "5"]) == 0
     out = capsys.readouterr().out
     assert "style head trained (track, 4 tracks" in out and "re-embedded 4 songs" in out
@@ -212,3 +214,7 @@ def test_train_style_gives_the_library_its_own_head(tmp_path, style_files, capsy
         assert lib.catalog.get_meta(STYLE_ID_KEY) == lib.style.style_id
         lib.gate = None
         assert lib.similar(track=lib.tracks()[0].song_id, n=3).by == "style"
+    assert server.refresh() and server.style.style_id != before  # takes the new head, no restart
+    server.gate = None
+    assert server.similar(track=server.tracks()[0].song_id, n=3).by == "style"
+    server.close()
