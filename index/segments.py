@@ -12,6 +12,11 @@ Every segment holds codes made by one trained, empty *codec* index (``codec.fais
 instead of 4 KiB. A codec that must be trained is trained once, on a sample: the codec shipped
 with the encoder (trained on its training music, :func:`shipped_codec`), or, for another encoder,
 the library's first ``config.train_min`` vectors, which wait in an exact segment until then.
+The manifest records how many vectors the library held when its codec was trained
+(``codec_trained_at``): `tuneprint doctor` asks for a `reindex`, which trains the codec again on
+a sample spread over the whole library, once the library has grown past
+``config.codec_growth_limit`` times that. Retraining from the stored codes instead (decoding,
+training, re-encoding) was measured and lost accuracy: docs/BENCHMARKS.md, Scale.
 
 Folder (LIB/index/)::
 
@@ -65,6 +70,7 @@ class SegmentedFaissIndex:
         self._removed: set[int] = set()  # ids removed from saved segments
         self._removed_file: str | None = None
         self._counter = 0  # numbers new files
+        self._trained_at = 0  # vectors the library held when its codec was trained on them
 
     # -- the VectorIndex interface -------------------------------------------------------------
     def __len__(self) -> int:
@@ -73,6 +79,17 @@ class SegmentedFaissIndex:
     @property
     def trained(self) -> bool:
         return self._codes is not None
+
+    @property
+    def codec_trained_at(self) -> int | None:
+        """Vectors the library held when its codec was trained on them; None for a shipped or no codec."""
+        return self._trained_at if self._codec_needs_file() else None
+
+    def codec_covers(self, vectors: int) -> None:
+        """Record that the codec's training sample was drawn from all of ``vectors`` (a reindex that
+        embeds the songs in a shuffled order), so that growth counts from there."""
+        if self.trained:
+            self._trained_at = max(self._trained_at, int(vectors))
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = _check_vectors(vectors, self.config.dim)
@@ -124,7 +141,7 @@ class SegmentedFaissIndex:
     def manifest(self) -> dict:
         codec = CODEC_FILE if self._codec_needs_file() else SHIPPED if self._shipped else None
         return {"segments": self._segments, "removed": self._removed_file, "codec": codec,
-                "codec_sha256": self._shipped}
+                "codec_sha256": self._shipped, "codec_trained_at": self.codec_trained_at}
 
     def write(self, directory: Path) -> None:
         """Everything into ``directory`` (a new folder): one segment, the codec, no removed ids."""
@@ -183,6 +200,8 @@ class SegmentedFaissIndex:
         elif meta.get("codec"):
             codec = _read_index(directory / meta["codec"])
         index = cls(config, codec, shipped)
+        if meta.get("codec") not in (None, SHIPPED):  # older manifests do not say: it was trained when due
+            index._trained_at = int(meta.get("codec_trained_at") or config.train_min)
         index._segments = meta["segments"]
         index._removed_file = meta.get("removed")
         if index._removed_file:
@@ -227,6 +246,7 @@ class SegmentedFaissIndex:
         self._codec = _read_back(self._codec)
         self._codes = _Searchable(self._codec)
         self._raw = _Searchable(_exact_codec(self.config.dim))
+        self._trained_at = len(ids)
         self.add(ids, vectors)
         return True
 

@@ -32,6 +32,7 @@ class IndexConfig:
     annoy_search_k: int = 5000  # Annoy's query knob (nodes inspected): on real snippet vectors, recall@10 0.70 at -1 (trees × k), 0.97 at 5000
     faiss_factory: str = "PCA128,PQ64"  # the codec of every segment (index/segments.py): 64 bytes a vector; "Flat" exact
     train_min: int = 20_000  # vectors a codec that must be trained waits for (exact until then)
+    codec_growth_limit: float = 16.0  # growth since a codec was trained on the library past which `doctor` asks for a reindex (18× measured to hold)
     max_segments: int = 8  # segments kept before the smallest are merged
     nlist: int = 0  # inverted lists of an IVF index (FAISS "IVF{nlist}", Milvus IVF_*); 0: the backend's choice
     nprobe: int = 16  # lists an IVF search visits: more, better recall, slower

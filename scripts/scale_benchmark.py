@@ -41,9 +41,12 @@ def main() -> None:
                    help="the library's codec, e.g. PCA128,IVF1024,PQ64 (an IVF codec is trained on the first --train-min vectors)")
     p.add_argument("--nprobe", type=int, default=IndexConfig.nprobe, help="inverted lists an IVF search visits")
     p.add_argument("--train-min", type=int, default=IndexConfig.train_min)
+    p.add_argument("--section", default="scale", help="the BENCHMARKS.md section --out writes")
+    p.add_argument("--copies", type=int, default=0,
+                   help="after the cached distractors, this many rounds of synthetic copies of them (stand-ins past ≈1 M vectors)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = ScaleConfig(sizes=tuple(args.sizes))
+    cfg = ScaleConfig(sizes=tuple(args.sizes), copies=args.copies)
     root = args.library or Path(tempfile.mkdtemp(prefix="tuneprint-scale-")) / "library"
     shutil.rmtree(root, ignore_errors=True)
     members, _, _ = held_out_songs(args.corpus, 0.33)
@@ -59,7 +62,8 @@ def main() -> None:
     text = f"Index codec `{index.faiss_factory}`" + (f", nprobe {index.nprobe}" if "IVF" in index.faiss_factory else "")
     text += ".\n\n" + summarize(result, cfg)
     if args.out:
-        write_section(args.out, "scale", "Scale: the benchmark library grown with distractor songs", text)
+        write_section(args.out, args.section, "Scale: the benchmark library grown with distractor songs"
+                      + (" and synthetic copies" if args.copies else ""), text)
     print(text)
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -68,8 +72,12 @@ def main() -> None:
 def summarize(result, cfg: ScaleConfig) -> str:
     rows = ["| stored vectors | songs | noise | phone | wrong song (noise/phone) | outsiders \"unknown\" | p50 / p99 ms | RSS MB | index MB | catalog MB | commits s |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    synthetic = any(pt.synthetic for pt in result.points)
+    if synthetic:
+        rows = [rows[0].replace("| songs |", "| of them synthetic | songs |"), rows[1] + " --- |"]
     for pt in result.points:
-        rows.append(f"| {pt.vectors:,} | {pt.songs:,} | {100 * pt.hit.get('noise', 0):.1f} % | {100 * pt.hit.get('phone', 0):.1f} % | "
+        share = f" {pt.synthetic:,} |" if synthetic else ""
+        rows.append(f"| {pt.vectors:,} |{share} {pt.songs:,} | {100 * pt.hit.get('noise', 0):.1f} % | {100 * pt.hit.get('phone', 0):.1f} % | "
                     f"{100 * pt.wrong.get('noise', 0):.1f} / {100 * pt.wrong.get('phone', 0):.1f} % | {100 * pt.unknown:.1f} % | "
                     f"{pt.p50_ms:.0f} / {pt.p99_ms:.0f} | {pt.rss_mb:.0f} | {pt.index_mb:.1f} | {pt.catalog_mb:.1f} | {pt.build_s:.0f} |")
     commits = result.commits
@@ -82,7 +90,11 @@ def summarize(result, cfg: ScaleConfig) -> str:
                  f"({last[-1][0]:,} vectors): see docs/scale.png.\n")
     return (f"Distractors: {result.distractor_audio_h:.1f} h of shifted copies of corpus songs outside the benchmark "
             f"(embedding them took {result.distractor_embed_s / 60:.0f} min in this run; cached). "
-            f"{cfg.clips_per_song} clips of 3 s per song and condition, clip seed {cfg.seed}.\n\n"
+            f"{cfg.clips_per_song} clips of 3 s per song and condition, clip seed {cfg.seed}."
+            + (f" Past them, {cfg.copies} rounds of synthetic copies (`server/evaluation/scale.blended_copy`: each "
+               f"distractor blended patch by patch with another at weight {cfg.copy_mix}): stand-ins for more real "
+               "songs, so the rows with synthetic vectors measure time, memory and disk, and the answers only "
+               "against such stand-ins." if synthetic else "") + "\n\n"
             + "\n".join(rows) + "\n" + curve)
 
 

@@ -124,7 +124,19 @@ def _check_index(root: Path) -> list[Finding]:
     if missing:
         return [Finding(INDEX_DIR, f"lacks {len(missing)} snippets the catalog lists",
                         "rebuild it by re-embedding the catalog's audio files", True)]
-    return []
+    return _check_codec(index)
+
+
+def _check_codec(index) -> list[Finding]:
+    """A codec trained on the library when it was much smaller than now (index/segments.py)."""
+    trained_at = getattr(index, "codec_trained_at", None)
+    limit = index.config.codec_growth_limit
+    if not trained_at or not limit or len(index) <= limit * trained_at:
+        return []
+    return [Finding("codec", f"the index codec was trained when the library held {trained_at:,} vectors; it holds "
+                    f"{len(index):,} now, {len(index) / trained_at:.0f}× as many (past codec_growth_limit {limit:g})",
+                    "run `tuneprint reindex`: it re-embeds every song and trains the codec on a sample of them all",
+                    False)]
 
 
 def _check_styles(root: Path) -> list[Finding]:

@@ -283,6 +283,8 @@ def library_stats(lib) -> dict:
                                        "style": per_minute(style_bytes), "total": per_minute(index_bytes + catalog_bytes)},
             # how the fingerprints are stored and searched (index/vectors.IndexConfig, recorded in settings)
             "index_config": lib.settings.index.to_dict(),
+            # vectors the library held when its codec was trained on them (None: the shipped codec)
+            "codec_trained_at": getattr(lib.index, "codec_trained_at", None),
             "patch_hop_s": round(lib.settings.index_hop_frames * lib.features.frame_seconds, 4),
             # the similarity below which a clip is "unknown" at this library's size: 3-s clips, and
             # the lower bar of long clips (≥ 6 s when calibrated; the same when not)

@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from tuneprint.index.catalog import Song
 from tuneprint.index.vectors import IndexConfig, save_index
 
@@ -78,7 +80,10 @@ def reindex(lib, progress: Callable[[Song], None] | None = None, index: IndexCon
         fresh = new_index(config, lib.model_id)
         with lib.catalog.transaction():  # a song at a time: memory holds the new index, not every embedding
             record_model(lib.catalog, lib.model)  # its features are what the songs' views are cut by
-            for song in songs:
+            # in a shuffled order: a codec trained on the library learns from its first vectors, which
+            # should come from all over it, not from its oldest songs
+            for i in np.random.default_rng(0).permutation(len(songs)):
+                song = songs[i]
                 y = load_audio(song.path, sr=lib.features.sample_rate)
                 emb = lib.embedder.embed_audio(y, hop_frames=lib.settings.index_hop_frames)
                 lib.catalog.delete_song(song.song_id)
@@ -86,6 +91,8 @@ def reindex(lib, progress: Callable[[Song], None] | None = None, index: IndexCon
                 if progress:
                     progress(song)
             record_style(lib.catalog, lib.style)
+            if hasattr(fresh, "codec_covers"):  # a codec trained here learnt from the whole library
+                fresh.codec_covers(len(fresh))
             save_index(fresh, lib.root / INDEX_DIR, model_id=lib.model_id)
             if config != lib.settings.index:
                 lib.settings = replace(lib.settings, index=config)

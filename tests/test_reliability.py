@@ -295,3 +295,25 @@ def test_the_doctor_offers_the_rule_calibrated_for_the_encoder_to_a_library_of_a
     assert [(f.file, f.repairable) for f in findings] == [("rule", True)]
     assert all(f.repaired for f in doctor.repair(library_copy)) and doctor.check(library_copy) == []
     assert read_settings(library_copy).vote == calibrated
+
+
+def test_the_doctor_asks_for_a_reindex_once_the_library_outgrew_its_codec(song_dir, tmp_path):
+    from tuneprint.index.vectors import IndexConfig
+    from tuneprint.server import doctor
+
+    root = tmp_path / "library"
+    files = sorted(song_dir.glob("*.wav"))
+    index = IndexConfig(faiss_factory="PCA16,PQ8", train_min=300, codec_growth_limit=1.2)
+    with Library.create(root, LibrarySettings(model=TEST_MODEL, index=index)) as lib:
+        lib.add(files[:7], allow_non_music=True)  # ≈330 vectors: the codec is trained on these
+        trained_at = lib.stats()["codec_trained_at"]
+        assert trained_at == len(lib.index)
+        assert doctor.check(root) == []
+        lib.add(files[7:], allow_non_music=True)  # ≈1.4× as many since
+    findings = doctor.check(root)
+    assert [(f.file, f.repairable) for f in findings] == [("codec", False)]
+    assert f"{trained_at:,} vectors" in findings[0].problem and "tuneprint reindex" in findings[0].fix
+    with Library.open(root) as lib:
+        lib.reindex()  # songs in a shuffled order: the codec's sample comes from all of them
+        assert lib.stats()["codec_trained_at"] == len(lib.index) > trained_at
+    assert doctor.check(root) == []

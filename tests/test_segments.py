@@ -1,6 +1,6 @@
 """index/segments.py: compressed codes against exact search, appends and removals that leave the
-other segments' files untouched, codecs trained on a sample, merges, a kill between a segment and
-its manifest, and indexes written before segments."""
+other segments' files untouched, codecs trained on a sample (and when), merges, a kill between a
+segment and its manifest, and indexes written before segments."""
 from __future__ import annotations
 
 import json
@@ -100,11 +100,11 @@ def test_a_codec_is_trained_on_a_sample_once_there_are_enough_vectors(data, tmp_
     index.add(ids[1000:2500], base[1000:2500])
     save_index(index, folder, model_id="m")
     meta = json.loads((folder / META_FILE).read_text())
-    assert index.trained and meta["codec"] == "codec.faiss"
+    assert index.trained and meta["codec"] == "codec.faiss" and meta["codec_trained_at"] == 2500
     assert [s["kind"] for s in meta["segments"]] == ["codes"] and meta["count"] == 2500
     assert not list(folder.glob("raw-*"))
     loaded = load_index(folder, model_id="m")
-    assert loaded.trained and len(loaded) == 2500
+    assert loaded.trained and len(loaded) == 2500 and loaded.codec_trained_at == 2500
     assert np.mean(loaded.search(queries, 1)[1][:, 0] == index.search(queries, 1)[1][:, 0]) == 1.0
 
 

@@ -208,7 +208,8 @@ def _backend(stats: dict) -> str:
     """The backend, and how FAISS stores the vectors (its codec) or where Milvus keeps them."""
     config = stats.get("index_config") or {}
     if stats["backend"] == "faiss":
-        return f"faiss ({config.get('faiss_factory')})"
+        trained = stats.get("codec_trained_at")
+        return f"faiss ({config.get('faiss_factory')}" + (f", codec trained at {trained:,} vectors)" if trained else ")")
     if stats["backend"] == "milvus":
         return f"milvus ({config.get('uri') or 'Milvus Lite file'}, {config.get('milvus_index')})"
     return stats["backend"]
