@@ -60,16 +60,16 @@ def main() -> None:
         args.json.write_text(json.dumps({"ingest_s": ingest_s, **asdict(result)}, indent=2))
     plot(result, args.plot)
     text = f"Index codec `{index.faiss_factory}`" + (f", nprobe {index.nprobe}" if "IVF" in index.faiss_factory else "")
-    text += ".\n\n" + summarize(result, cfg)
+    text += ".\n\n" + summarize(result, cfg, args.plot)
     if args.out:
-        write_section(args.out, args.section, "Scale: the benchmark library grown with distractor songs"
-                      + (" and synthetic copies" if args.copies else ""), text)
+        title = "Scale: the benchmark library grown with distractor songs"  # one title a section: write_section finds a section by it too
+        write_section(args.out, args.section, title if args.section == "scale" else f"{title} ({args.section})", text)
     print(text)
     if not args.library:
         shutil.rmtree(root.parent, ignore_errors=True)
 
 
-def summarize(result, cfg: ScaleConfig) -> str:
+def summarize(result, cfg: ScaleConfig, plot_path: Path) -> str:
     rows = ["| stored vectors | songs | noise | phone | wrong song (noise/phone) | outsiders \"unknown\" | p50 / p99 ms | RSS MB | index MB | catalog MB | commits s |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     synthetic = any(pt.synthetic for pt in result.points)
@@ -87,7 +87,7 @@ def summarize(result, cfg: ScaleConfig) -> str:
         per = lambda cs: sum(s for _, s, _ in cs) / sum(n for *_, n in cs) * 1e6  # noqa: E731
         curve = (f"\nA 25-song commit (index segment + catalog; embedding excluded) took {per(first):.0f} µs per vector "
                  f"added at the start (library of {first[0][0]:,} vectors) and {per(last):.0f} µs per vector at the end "
-                 f"({last[-1][0]:,} vectors): see docs/scale.png.\n")
+                 f"({last[-1][0]:,} vectors): see {_shown(plot_path)}.\n")
     return (f"Distractors: {result.distractor_audio_h:.1f} h of shifted copies of corpus songs outside the benchmark "
             f"(embedding them took {result.distractor_embed_s / 60:.0f} min in this run; cached). "
             f"{cfg.clips_per_song} clips of 3 s per song and condition, clip seed {cfg.seed}."
@@ -96,6 +96,14 @@ def summarize(result, cfg: ScaleConfig) -> str:
                "songs, so the rows with synthetic vectors measure time, memory and disk, and the answers only "
                "against such stand-ins." if synthetic else "") + "\n\n"
             + "\n".join(rows) + "\n" + curve)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the docs name it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def plot(result, path: Path) -> None:
