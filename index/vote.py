@@ -108,7 +108,8 @@ class VoteConfig:
             line = points[-1, 1:]
         else:
             line = np.array([np.interp(clip_s, points[:, 0], points[:, i]) for i in range(1, points.shape[1])])
-        return float(line[0]), line[1:]
+        # a rule learnt before the later features (fewer weights) gives them weight 0
+        return float(line[0]), np.pad(line[1:], (0, max(0, len(DECISION_FEATURES) - len(line) + 1)))
 
     @property
     def verifies(self) -> bool:
@@ -290,16 +291,18 @@ def lead(votes: list[SongVote], cfg: VoteConfig) -> float:
     return first - runner_up.evidence(cfg.verify_weight) if runner_up is not None else first
 
 
-DECISION_FEATURES = ("similarity", "verified", "share", "margin", "next_similarity", "next_verified")
+DECISION_FEATURES = ("similarity", "verified", "share", "margin", "next_similarity", "next_verified", "aligned")
 
 
 def decision_features(votes: list[SongVote]) -> np.ndarray:
-    """What ``VoteConfig.score_rule`` weighs [shape=(6,)]: the first song's similarity, verified share,
-    vote share and margin, and the next verified song's similarity and verified share (0 without one)."""
+    """What ``VoteConfig.score_rule`` weighs [shape=(7,)]: the first song's similarity, verified share,
+    vote share and margin, the next verified song's similarity and verified share (0 without one), and
+    the share of the first song's votes that agree on where in it the clip starts (its patches line up
+    in time, as a stranger's chance matches seldom do)."""
     first = votes[0]
     runner_up = next((v for v in votes[1:] if v.verified is not None), None)
     following = (runner_up.similarity, runner_up.verified) if runner_up is not None else (0.0, 0.0)
-    return np.array([first.similarity, first.verified or 0.0, first.share, first.margin, *following])
+    return np.array([first.similarity, first.verified or 0.0, first.share, first.margin, *following, first.aligned])
 
 
 def decision_score(votes: list[SongVote], cfg: VoteConfig, clip_s: float | None = None) -> float:

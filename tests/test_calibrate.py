@@ -152,13 +152,13 @@ def test_saved_answers_are_judged_again_by_the_same_decision_as_the_library():
     from tuneprint.index.vote import VoteConfig
     from tuneprint.server.evaluation.sizes import ClipAnswer, rejudge, rule_arrays
 
-    def answer(member, first, second):
-        cands = [{"song_id": s, "similarity": sim, "verified": ver, "share": 0.5, "margin": 0.1, "patches": 2}
+    def answer(member, first, second, **aligned):
+        cands = [{"song_id": s, "similarity": sim, "verified": ver, "share": 0.5, "margin": 0.1, "patches": 2, **aligned}
                  for s, sim, ver in (first, second)]
         return ClipAnswer(member, 3.0, "clean", "a" if member else None, None, None, cands)
 
-    far = answer(True, ("a", 0.7, 0.5), ("b", 0.4, 0.1))  # evidence 1.2, lead 0.7
-    close = answer(False, ("c", 0.9, 0.6), ("d", 0.88, 0.6))  # evidence 1.5, lead 0.02
+    far = answer(True, ("a", 0.7, 0.5), ("b", 0.4, 0.1), aligned=0.75)  # evidence 1.2, lead 0.7
+    close = answer(False, ("c", 0.9, 0.6), ("d", 0.88, 0.6))  # evidence 1.5, lead 0.02; saved before "aligned" was
     bars = VoteConfig(verify_top=3, verify_weight=1.0, min_evidence=1.1, min_lead=0.0)
     line = VoteConfig(verify_top=3, verify_weight=1.0, score_rule=((3.0, -1.0, 1, 1, 0, 0, -1, -1),))  # lead ≥ 1
     assert [a.answer for a in rejudge([far, close], bars)] == ["a", "c"]
@@ -167,5 +167,6 @@ def test_saved_answers_are_judged_again_by_the_same_decision_as_the_library():
     line = VoteConfig(verify_top=3, verify_weight=1.0, score_rule=((3.0, -0.5, 1, 1, 0, 0, -1, -1),))  # lead ≥ 0.5
     assert [a.answer for a in rejudge([far, close], line)] == ["a", None]
     arrays = rule_arrays([far, close], 1.0)[3.0]
-    assert arrays["features"][0] == pytest.approx([0.7, 0.5, 0.5, 0.1, 0.4, 0.1])
+    assert arrays["features"][0] == pytest.approx([0.7, 0.5, 0.5, 0.1, 0.4, 0.1, 0.75])
+    assert arrays["features"][1][-1] == 0.0
     assert list(arrays["right"]) == [True, False] and arrays["lead"] == pytest.approx([0.7, 0.02])

@@ -298,3 +298,14 @@ def test_a_learnt_line_asks_for_the_same_rise_of_similarity_in_a_library_larger_
     rise = 0.05 * np.log(1000 / 100)
     assert np.array(cfg.for_library(1000).score_rule) == pytest.approx(np.array(
         [[1.0, -4.0 - 10 * rise, 10, 1, 0, 0, -8, 0], [3.0, -2.0 - 6 * rise, 6, 1, 0, 0, -5, 0]]))
+
+
+def test_a_learnt_line_can_ask_that_the_patches_agree_in_time_and_an_older_one_ignores_it():
+    from dataclasses import replace as with_
+
+    agreed = SongVote("a", 10, 0.6, 0.75, 12.0, aligned=0.9, margin=0.1, verified=0.8)
+    scattered = with_(agreed, aligned=0.2)  # the same figures, but its matches point all over the song
+    line = VoteConfig(verify_top=3, verify_weight=1.0, score_rule=((3.0, -2.0, 1, 1, 0, 0, 0, 0, 1),))
+    assert decide([agreed], line, 3.0) is agreed and decide([scattered], line, 3.0) is None
+    older = VoteConfig(verify_top=3, verify_weight=1.0, score_rule=((3.0, -1.4, 1, 1, 0, 0, 0, 0),))  # six weights
+    assert decide([agreed], older, 3.0) is agreed and decide([scattered], older, 3.0) is scattered

@@ -59,7 +59,7 @@ class ClipAnswer:
     truth: str | None
     answer: str | None  # song id answered, None: "unknown"
     reason: str | None
-    candidates: list[dict] = field(default_factory=list)  # {"song_id", "similarity", "verified", "share", "margin", "patches"}
+    candidates: list[dict] = field(default_factory=list)  # {"song_id", "similarity", "verified", "share", "margin", "aligned", "patches"}
 
 
 def cut_clips(lib, members, outsiders, noises, cfg: SizesConfig) -> list[tuple[bool, float, str, str | None, object]]:
@@ -96,7 +96,8 @@ def answer_all(lib, clips) -> list[ClipAnswer]:
                                   [{"song_id": c.song.song_id, "similarity": round(c.vote.similarity, 5),
                                     "verified": None if c.vote.verified is None else round(c.vote.verified, 5),
                                     "share": round(c.vote.share, 5), "margin": round(c.vote.margin, 5),
-                                    "patches": c.vote.patches} for c in a.candidates]))
+                                    "aligned": round(c.vote.aligned, 5), "patches": c.vote.patches}
+                                   for c in a.candidates]))
     return answers
 
 
@@ -162,7 +163,8 @@ def load_answers(path: Path) -> tuple[dict, dict[int, list[ClipAnswer]]]:
 def votes_of(answer: ClipAnswer, verify_weight: float) -> list[SongVote]:
     """An answer's saved candidates that were verified, as index.vote.rank_verified ranks them at
     ``verify_weight`` (most evidence first); empty without one."""
-    votes = [SongVote(c["song_id"], 0, c["share"], c["similarity"], 0.0, 0.0, c["margin"], c["patches"], c["verified"])
+    votes = [SongVote(c["song_id"], 0, c["share"], c["similarity"], 0.0, c.get("aligned", 0.0), c["margin"], c["patches"],
+                      c["verified"])  # answers saved before "aligned" was: 0
              for c in answer.candidates if c["verified"] is not None]
     return sorted(votes, key=lambda v: -v.evidence(verify_weight))
 
