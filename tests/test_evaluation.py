@@ -390,3 +390,17 @@ def test_cli_evaluate_cnn_options(argv, inputs, epochs):
 
     cfg = config_from_args(build_parser().parse_args(["evaluate", "--library", "lib", *argv]))
     assert (cfg.cnn_inputs, cfg.cnn_epochs) == (inputs, epochs)
+
+
+def test_a_section_is_replaced_by_its_key_and_never_takes_another_keys_section_of_the_same_title(tmp_path):
+    from tuneprint.server.evaluation.markdown import write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Speed\n\nold, written before markers\n\n## Other\n\nkept\n")
+    write_section(path, "speed", "Speed", "first")  # takes the unmarked section of its title
+    write_section(path, "speed-big", "Speed", "second")  # same title, another key: a section of its own
+    write_section(path, "speed", "Speed", "third")
+    text = path.read_text()
+    assert "old, written" not in text and "first" not in text and "## Other\n\nkept" in text
+    assert text.count("<!-- section:speed -->") == 1 and "third" in text
+    assert text.count("<!-- section:speed-big -->") == 1 and "second" in text

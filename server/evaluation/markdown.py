@@ -49,7 +49,8 @@ def write_section(path: str | os.PathLike, key: str, title: str, body: str) -> N
     start, end = f"<!-- section:{key} -->", f"<!-- /section:{key} -->"
     block = f"{start}\n## {title}\n\n{provenance()}\n{body.strip()}\n{end}"
     marked = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    unmarked = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |^<!-- section:|\Z)", re.S | re.M)
+    # a heading right after a marker belongs to another key's section, whatever its title
+    unmarked = re.compile(rf"(?<!-->\n)^## {re.escape(title)}\n.*?(?=^## |^<!-- section:|\Z)", re.S | re.M)
     if marked.search(text):
         text = marked.sub(lambda _: block, text)
     elif unmarked.search(text):
