@@ -305,6 +305,12 @@ def decision_features(votes: list[SongVote]) -> np.ndarray:
     return np.array([first.similarity, first.verified or 0.0, first.share, first.margin, *following, first.aligned])
 
 
+def by_line(vote: SongVote, cfg: VoteConfig) -> bool:
+    """Whether ``cfg.score_rule``'s line judges ``vote`` (a verified winner under a verifying rule with
+    a line), not the bars."""
+    return cfg.verifies and vote.verified is not None and bool(cfg.score_rule)
+
+
 def decision_score(votes: list[SongVote], cfg: VoteConfig, clip_s: float | None = None) -> float:
     """Where the clip lies from ``cfg.score_rule``'s line: >= 0 is answered. A clip longer than the
     lengths the line was learnt on gets the relief ``similarity_by_patches`` gives its similarity bar."""
@@ -320,7 +326,7 @@ def decide(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s: float 
     if not votes:
         return None
     winner = votes[0]
-    if cfg.verifies and winner.verified is not None and cfg.score_rule:
+    if by_line(winner, cfg):
         return winner if decision_score(votes, cfg, clip_s) >= 0.0 else None
     if cfg.verifies and winner.verified is not None:
         min_evidence, min_lead = cfg.bars_for(winner.patches, clip_s)
@@ -338,7 +344,7 @@ def unknown_reason(votes: list[SongVote], cfg: VoteConfig = VoteConfig(), clip_s
     if not votes:
         return "no_match"
     winner = votes[0]
-    if cfg.verifies and winner.verified is not None and cfg.score_rule:  # would it pass without a runner-up?
+    if by_line(winner, cfg):  # would it pass without a runner-up?
         alone = [winner] + [replace(v, verified=None) for v in votes[1:]]
         return "ambiguous" if decision_score(alone, cfg, clip_s) >= 0.0 else "no_match"
     if cfg.verifies and winner.verified is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tuneprint.index.vectors import IndexConfig
 from tuneprint.server.evaluation.benchmark import held_out_songs
-from tuneprint.server.evaluation.markdown import write_section
+from tuneprint.server.evaluation.markdown import shown_path, write_section
 from tuneprint.server.evaluation.scale import ScaleConfig, run_scale
 from tuneprint.server.library import Library, LibrarySettings
 
@@ -87,7 +87,7 @@ def summarize(result, cfg: ScaleConfig, plot_path: Path) -> str:
         per = lambda cs: sum(s for _, s, _ in cs) / sum(n for *_, n in cs) * 1e6  # noqa: E731
         curve = (f"\nA 25-song commit (index segment + catalog; embedding excluded) took {per(first):.0f} µs per vector "
                  f"added at the start (library of {first[0][0]:,} vectors) and {per(last):.0f} µs per vector at the end "
-                 f"({last[-1][0]:,} vectors): see {_shown(plot_path)}.\n")
+                 f"({last[-1][0]:,} vectors): see {shown_path(plot_path, ROOT)}.\n")
     return (f"Distractors: {result.distractor_audio_h:.1f} h of shifted copies of corpus songs outside the benchmark "
             f"(embedding them took {result.distractor_embed_s / 60:.0f} min in this run; cached). "
             f"{cfg.clips_per_song} clips of 3 s per song and condition, clip seed {cfg.seed}."
@@ -96,14 +96,6 @@ def summarize(result, cfg: ScaleConfig, plot_path: Path) -> str:
                "songs, so the rows with synthetic vectors measure time, memory and disk, and the answers only "
                "against such stand-ins." if synthetic else "") + "\n\n"
             + "\n".join(rows) + "\n" + curve)
-
-
-def _shown(path: Path) -> str:
-    """``path`` as the docs name it: relative to the repository when inside it."""
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def plot(result, path: Path) -> None:

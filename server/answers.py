@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from tuneprint.index.catalog import Song
-from tuneprint.index.vote import SongVote, VoteConfig, decision_score
+from tuneprint.index.vote import SongVote, VoteConfig, by_line, decision_score
 
 NOT_MUSIC = "not_music"  # the reason of an answer withheld because the music gate says the clip is not music
 TOO_SHORT = "too_short"  # the reason of "unknown" for a clip shorter than the features' min_clip_seconds
@@ -23,7 +23,7 @@ TOO_SHORT = "too_short"  # the reason of "unknown" for a clip shorter than the f
 def confidence(vote: SongVote, cfg: VoteConfig, clip_s: float | None = None, others: list[SongVote] = ()) -> float:
     """``vote``'s evidence mapped to [0, 1] with the "unknown" bar at 0.5 (see the module's docstring);
     ``others``, the clip's other candidates, matter under a learnt line."""
-    if cfg.verifies and vote.verified is not None and cfg.score_rule:
+    if by_line(vote, cfg):
         return 1.0 / (1.0 + math.exp(-decision_score([vote, *others], cfg, clip_s)))
     if cfg.verifies and vote.verified is not None:
         evidence, bar, perfect = vote.evidence(cfg.verify_weight), cfg.bars_for(vote.patches, clip_s)[0], 1.0 + cfg.verify_weight

@@ -24,7 +24,7 @@ from tuneprint.index.vote import VoteConfig
 
 from .answers import TOO_SHORT, FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, Stretch, confidence
 from .gate import add_refusal, gate_for, music_verdict
-from .style import rank_similar_tracks, style_for, style_spec
+from .style import STYLE_ID_KEY, rank_similar_tracks, style_for, style_spec
 from .ingest import PreparedFile, audio_hash, find_audio_files, prepare_files
 from .distributed import RayIngest
 from .folder import (CATALOG_FILE, INDEX_DIR, SETTINGS_FILE, LibrarySettings, build_atomically, calibrated_vote,
@@ -152,11 +152,14 @@ class Library:
         return True
 
     def _reload_style(self) -> None:
-        """Take the style head the settings name now: another process may have trained the library
-        its own (`tuneprint train --style`), and its vectors are what the catalog now holds."""
+        """Take the style head the settings name once the catalog's style vectors come from another
+        head than ours: another process trained the library its own (`tuneprint train --style`) and
+        re-embedded it. Most changes (an `add`) leave the head alone, and nothing is read then."""
+        recorded = self.catalog.get_meta(STYLE_ID_KEY)
+        if not recorded or recorded == (self.style and self.style.style_id):
+            return
         style = style_for(self.model_id, style_spec(self.root, self.settings.style))
-        if (style and style.style_id) != (self.style and self.style.style_id):
-            self.style, self.embedder, self._style_index = style, embedder_for(self.model, style), None
+        self.style, self.embedder, self._style_index = style, embedder_for(self.model, style), None
 
     def _may_write_now(self) -> bool:
         """Whether this process can take the writer lock at once (not read-only, no other writer)."""

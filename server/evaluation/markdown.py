@@ -36,6 +36,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, no GPU, Python {platform.python_version()}"
 
 
+def shown_path(path: str | os.PathLike, base: str | os.PathLike) -> str:
+    """``path`` as the docs name it: relative to ``base`` (the repository) when inside it."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def provenance() -> str:
     """The command that is running, this machine and today, as a markdown list."""
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])

@@ -13,7 +13,7 @@ and phone-like (`noise`, `phone`), and clean and noisy clips of songs outside it
 Past the cached real distractors (≈1 M vectors: embedding more runs at ≈360 vectors a second on a
 2-core CPU), ``copies`` rounds of *synthetic* distractors can follow: each a real distractor song
 blended, patch by patch, with another one (:func:`blended_copy`), as far from its original as a
-copy 6 % faster is from one 6 % slower. They measure what size alone costs (time, memory, disk)
+copy 3 % slower is from one 3 % faster. They measure what size alone costs (time, memory, disk)
 and are a stand-in, not a measurement, for what millions of real songs do to the answers.
 """
 from __future__ import annotations

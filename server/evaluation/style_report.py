@@ -520,14 +520,6 @@ def _load() -> float:
         return float("nan")
 
 
-def _shown(path: Path, base: Path) -> str:
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def train_style(corpus: str | Path, out: str | Path | None, benchmarks: str | Path | None, *,
                 cache: str | Path | None = None, steps: int | None = None, maps_dir: str | Path | None = None,
                 model_spec: str = "default", seed: int = 0) -> dict:
@@ -536,7 +528,7 @@ def train_style(corpus: str | Path, out: str | Path | None, benchmarks: str | Pa
     "style" section of ``benchmarks`` (None: neither). Returns the figures and the choice."""
     from tuneprint.encoder.checkpoint import load_model
 
-    from .markdown import write_section
+    from .markdown import shown_path, write_section
 
     started = time.perf_counter()
     model = load_model(model_spec)
@@ -550,10 +542,10 @@ def train_style(corpus: str | Path, out: str | Path | None, benchmarks: str | Pa
     if maps_dir is not None:
         drawn = plot_maps(data, next(v for v in variants if v.name == "fingerprint"), chosen, Path(maps_dir), seed)
         base = Path(benchmarks).parent if benchmarks is not None else Path.cwd()
-        maps = {name: (_shown(path, base), sil) for name, (path, sil) in drawn.items()}
+        maps = {name: (shown_path(path, base), sil) for name, (path, sil) in drawn.items()}
     seconds = time.perf_counter() - started
     if benchmarks is not None:
-        body = render(data, variants, chosen, weights=_shown(Path(out), Path.cwd()) if out is not None else None,
+        body = render(data, variants, chosen, weights=shown_path(Path(out), Path.cwd()) if out is not None else None,
                       maps=maps, seconds=seconds)
         write_section(benchmarks, *SECTION, body)
         log.info("section %r written to %s", SECTION[0], benchmarks)
