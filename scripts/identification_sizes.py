@@ -66,7 +66,7 @@ def collect(args) -> tuple[dict, dict]:
     from tuneprint.server.evaluation.benchmark import held_out_songs
     from tuneprint.server.evaluation.calibrate import calibration_songs
     from tuneprint.server.evaluation.clips import load_noises
-    from tuneprint.server.folder import shipped_vote
+    from tuneprint.server.folder import query_encoder_id, shipped_vote
     from tuneprint.server.library import Library, LibrarySettings
 
     noises = load_noises(args.noise_dir or args.corpus / "noise-heldout")
@@ -91,7 +91,8 @@ def collect(args) -> tuple[dict, dict]:
             if shipped is not None:
                 lib.settings = replace(lib.settings, vote=shipped)
             results = run_sizes(lib, members, outsiders, noises, args.cache, cfg)
-            meta = {"role": args.role, "model": lib.model_id, "vote": lib.settings.vote.to_dict(),
+            meta = {"role": args.role, "model": lib.model_id, "query_encoder": query_encoder_id(lib.model_id),
+                    "vote": lib.settings.vote.to_dict(),
                     "members": len(members), "outsiders": len(outsiders), "config": {**cfg.__dict__}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,6 +140,7 @@ def fit(meta: dict, results: dict, args) -> int:
             "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope",
             "score_rule")}},
             {"command": "python scripts/identification_sizes.py --role calibrate --write", "sizes": sorted(results),
+             "query_encoder": meta.get("query_encoder"),  # the line is learnt on its scores
              "kind": kind, "by_length": chosen["by_length"], "tried": chosen["tried"], "rule": chosen["rule"]})
         logging.info("wrote %s", path)
     return 0
