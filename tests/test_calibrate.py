@@ -92,6 +92,17 @@ def test_the_cache_gives_back_the_same_choices(tmp_path):
 
 
 # -- the size-free rule (scripts/identification_sizes.py --role calibrate) ----------------------------
+def test_the_shipped_line_was_learnt_on_the_shipped_query_encoder():
+    """The line is learnt on the query encoder's scores: a new query encoder ships with a new
+    calibration (scripts/identification_sizes.py --role calibrate --write records which)."""
+    import json
+
+    from tuneprint.server.folder import CALIBRATION_FILE, query_encoder_id
+
+    shipped = json.loads(CALIBRATION_FILE.read_text())
+    assert shipped["report"]["query_encoder"] == query_encoder_id(shipped["model_id"])
+
+
 def test_a_shipped_calibration_names_its_encoder(tmp_path):
     from tuneprint.server.folder import shipped_calibration, write_calibration
 
