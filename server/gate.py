@@ -3,7 +3,9 @@
 A small classifier over what the encoder already computes for a clip: each patch's embedding
 and a few statistics of that patch's log-mel (:func:`patch_features`). Every patch (≈3 s) gets
 a probability of being music; a clip's probability is their mean, so a 3-s query and a whole
-file are judged the same way. Pure numpy: loading the gate costs no start-up.
+file are judged the same way. A gate may also hold a small CNN over the patches' log-mel
+(:mod:`.gate_cnn`), whose mean probability is averaged with the dense layers'. Loading the gate
+costs no start-up: the dense layers are numpy, the CNN is built with torch on first use.
 
 The shipped gate (``encoder/weights/gate.safetensors``, trained by ``scripts/train_gate.py``)
 belongs to the encoder whose ``model_id`` it records: its features are that encoder's
@@ -22,9 +24,12 @@ import numpy as np
 from tuneprint.encoder.features import FeatureConfig
 from tuneprint.errors import CheckpointError, MismatchError
 
+from .gate_cnn import GateCNN, cnn_input
+
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may hold a CNN (server/gate_cnn.py) whose probability is averaged in
+READS_FORMATS = ("1", "2")
 FEATURES_VERSION = "embedding+logmel-v1"  # what patch_features computes; a gate records the recipe it learnt on
 DEFAULT_GATE = Path(__file__).resolve().parents[1] / "encoder" / "weights" / "gate.safetensors"
 FLOOR_DB = -80.0  # log-mel statistics look at most this far below a patch's loudest bin
@@ -137,6 +142,12 @@ class Gate:
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (weights [in, out], bias [out]); the last has out = 1
     features: FeatureConfig
     meta: dict = field(default_factory=dict)  # model kind, training provenance, validation figures
+    cnn: GateCNN | None = None  # a second opinion from the patches' log-mel, averaged in
+    cnn_patches: int = 64  # the most patches of one file the CNN reads (evenly spaced): a whole song costs little
+
+    @property
+    def weight_count(self) -> int:
+        return sum(w.size + b.size for w, b in self.layers) + (self.cnn.weight_count if self.cnn else 0)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Feature rows [shape=(n, d)] → music logits [shape=(n,)]."""
@@ -148,13 +159,20 @@ class Gate:
         return h[:, 0]
 
     def patch_probabilities(self, emb) -> np.ndarray:
-        """P(music) of every patch of ``emb`` [shape=(p,)]."""
+        """P(music) of every patch of ``emb`` by the dense layers [shape=(p,)]."""
         z = self.logits(patch_features(emb, self.features))
         return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without exp's overflow
 
+    def cnn_probability(self, emb) -> float:
+        """The CNN's mean P(music) over (at most ``cnn_patches`` evenly spaced) patches of ``emb``."""
+        picked = np.unique(np.linspace(0, len(emb.offsets_s) - 1, min(len(emb.offsets_s), self.cnn_patches)).round().astype(int))
+        spectra = patch_spectra(np.asarray(emb.offsets_s)[picked], emb.spectrogram, self.features)
+        return float(self.cnn.probabilities(cnn_input(spectra, self.features.patch_frames)).mean())
+
     def music_probability(self, emb) -> float:
-        """P(music) of a clip or a file: the mean over its patches."""
-        return float(self.patch_probabilities(emb).mean())
+        """P(music) of a clip or a file: the mean over its patches, averaged with the CNN's where there is one."""
+        p = float(self.patch_probabilities(emb).mean())
+        return p if self.cnn is None else 0.5 * (p + self.cnn_probability(emb))
 
     def is_music(self, emb) -> bool:
         return self.music_probability(emb) >= self.threshold
@@ -167,9 +185,10 @@ def save_gate(path: str | os.PathLike, gate: Gate) -> Path:
     tensors = {"mean": gate.mean, "scale": gate.scale}
     for i, (w, b) in enumerate(gate.layers):
         tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"] = w, b
+    tensors.update({f"cnn.{k}": v for k, v in (gate.cnn.state.items() if gate.cnn else ())})
     meta = {"format_version": str(FORMAT_VERSION), "features_version": FEATURES_VERSION, "model_id": gate.model_id,
             "threshold": repr(float(gate.threshold)), "feature_config": json.dumps(gate.features.to_dict()),
-            "meta": json.dumps(gate.meta)}
+            "meta": json.dumps(gate.meta), "cnn_patches": str(gate.cnn_patches)}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(tmp), metadata=meta)
@@ -189,17 +208,19 @@ def load_gate(path: str | os.PathLike = DEFAULT_GATE, model_id: str | None = Non
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable gate file ({e})") from e
-    if meta.get("format_version") != str(FORMAT_VERSION) or meta.get("features_version") != FEATURES_VERSION:
+    if meta.get("format_version") not in READS_FORMATS or meta.get("features_version") != FEATURES_VERSION:
         raise CheckpointError(f"{path}: gate format {meta.get('format_version')!r} / features "
                               f"{meta.get('features_version')!r}; this tuneprint reads "
                               f"{FORMAT_VERSION} / {FEATURES_VERSION}")
     if model_id is not None and meta.get("model_id") != model_id:
         raise MismatchError(f"{path}: the gate was trained on encoder {meta.get('model_id')}, not {model_id}; "
                             "train one for this encoder with scripts/train_gate.py")
-    n = sum(k.endswith(".weight") for k in tensors)
+    n = sum(k.startswith("layer") and k.endswith(".weight") for k in tensors)
     layers = tuple((tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"]) for i in range(n))
+    cnn = {k[len("cnn."):]: v for k, v in tensors.items() if k.startswith("cnn.")}
     return Gate(meta["model_id"], float(meta["threshold"]), tensors["mean"], tensors["scale"], layers,
-                FeatureConfig(**json.loads(meta["feature_config"])), json.loads(meta.get("meta", "{}")))
+                FeatureConfig(**json.loads(meta["feature_config"])), json.loads(meta.get("meta", "{}")),
+                GateCNN(cnn) if cnn else None, int(meta.get("cnn_patches", 64)))
 
 
 def gate_for(model_id: str | None, path: str | os.PathLike = DEFAULT_GATE) -> Gate | None:

@@ -21,6 +21,7 @@ import numpy as np
 from tuneprint.encoder.features import audio_to_patches_and_spectrogram
 from tuneprint.errors import AudioError
 from tuneprint.server.gate import Gate, logmel_statistics, patch_spectra
+from tuneprint.server.gate_cnn import GateCNN, cnn_input, train_cnn
 
 from .gate_data import DATA_VERSION, SPLITS, GateClip, GateDataConfig, gate_clips
 
@@ -146,10 +147,12 @@ class Candidate:
     c: float = 1.0  # logistic regression's inverse L2 strength
     weight_decay: float = 1e-3  # the MLP's
     epochs: int = 60
+    cnn_epochs: int = 0  # > 0: a CNN on the patches' log-mel (server/gate_cnn.py) trained this long, averaged in
 
     def settings(self) -> str:
         """Its regularisation, as the report shows it."""
-        return f"C={self.c:g}" if self.hidden == 0 else f"wd={self.weight_decay:g}"
+        dense = f"C={self.c:g}" if self.hidden == 0 else f"wd={self.weight_decay:g}"
+        return dense + (f", CNN {self.cnn_epochs} epochs" if self.cnn_epochs else "")
 
 
 CANDIDATES = (
@@ -161,6 +164,7 @@ CANDIDATES = (
     Candidate("logistic, embedding + log-mel", "both", c=0.3),
     Candidate("MLP 32, embedding + log-mel", "both", hidden=32, weight_decay=1e-1, epochs=20),
     Candidate("MLP 64, embedding + log-mel", "both", hidden=64, weight_decay=1e-2, epochs=30),
+    Candidate("logistic, embedding + log-mel, and a CNN on log-mel", "both", c=0.3, cnn_epochs=14),
 )
 
 
@@ -223,10 +227,27 @@ def _fit_mlp(z: np.ndarray, y: np.ndarray, w: np.ndarray, candidate: Candidate, 
 
 
 def clip_probabilities(gate: Gate, data: GateSet) -> np.ndarray:
-    """P(music) of every clip as the gate judges it: the mean over its patches [shape=(clips,)]."""
-    p = 0.5 * (1.0 + np.tanh(0.5 * gate.logits(data.x)))
+    """P(music) of every clip as the gate judges it: the mean over its patches, averaged with the
+    CNN's mean where the gate has one (as Gate.music_probability) [shape=(clips,)]."""
     n = len(data.label)
-    return np.bincount(data.clip, weights=p, minlength=n) / np.bincount(data.clip, minlength=n)
+    per_clip = lambda p: np.bincount(data.clip, weights=p, minlength=n) / np.bincount(data.clip, minlength=n)
+    dense = per_clip(0.5 * (1.0 + np.tanh(0.5 * gate.logits(data.x))))
+    return dense if gate.cnn is None else 0.5 * (dense + per_clip(gate.cnn.probabilities(cnn_inputs(data))))
+
+
+def cnn_inputs(data: GateSet) -> np.ndarray:
+    """Every patch of ``data`` as the gate's CNN reads it."""
+    return cnn_input([s[:, :n].astype(np.float32) for s, n in zip(data.spectra, data.frames)], data.spectra.shape[2])
+
+
+def fit_cnn(train: GateSet, epochs: int, seed: int = 0) -> GateCNN:
+    """The gate's CNN trained on ``train``'s patches; a clip's weight (:func:`sample_weights`) is
+    shared among its patches."""
+    w = sample_weights(train.label, train.kind)
+    patches = np.bincount(train.clip)
+    w_patch = w[train.clip] / patches[train.clip]
+    return GateCNN(train_cnn(cnn_inputs(train), train.label[train.clip], w_patch * len(w_patch) / w_patch.sum(),
+                             epochs=epochs, seed=seed))
 
 
 def floor_gap(p: np.ndarray, data: GateSet, threshold: float) -> float:
@@ -284,7 +305,8 @@ def select(sets: dict[str, GateSet], model_id: str, features, dim: int, candidat
     fitted, rows = [], []
     for candidate in candidates:
         mean, scale, layers = fit(candidate, sets["train"], dim)
-        gate = Gate(model_id, 0.5, mean, scale, tuple(layers), features)
+        cnn = fit_cnn(sets["train"], candidate.cnn_epochs) if candidate.cnn_epochs else None
+        gate = Gate(model_id, 0.5, mean, scale, tuple(layers), features, cnn=cnn)
         p = clip_probabilities(gate, sets["val"])
         threshold = choose_threshold(p, sets["val"])
         scores = score(p, sets["val"], threshold)
@@ -292,9 +314,9 @@ def select(sets: dict[str, GateSet], model_id: str, features, dim: int, candidat
         rows.append((candidate, threshold, scores))
         log.info("%s (C %g, wd %g): threshold %.3f, val %s", candidate.name, candidate.c, candidate.weight_decay,
                  threshold, {k: round(v, 4) for k, v in scores.items()})
-        fitted.append((candidate, Gate(model_id, threshold, mean, scale, tuple(layers), features), scores))
+        fitted.append((candidate, Gate(model_id, threshold, mean, scale, tuple(layers), features, cnn=cnn), scores))
     top = max(fitted, key=lambda f: f[2]["balanced"])
     bar = top[2]["balanced"] - score_error(top[2], sets["val"])
     near = [f for f in fitted if f[2]["balanced"] >= bar]
-    kept = min(near, key=lambda f: (sum(w.size + b.size for w, b in f[1].layers), -f[2]["balanced"]))
+    kept = min(near, key=lambda f: (f[1].weight_count, -f[2]["balanced"]))
     return Selection(kept[1], kept[0], rows)
