@@ -24,7 +24,7 @@ import numpy as np
 from tuneprint.encoder.features import FeatureConfig
 from tuneprint.errors import CheckpointError, MismatchError
 
-from .gate_cnn import GateCNN, cnn_input
+from .gate_cnn import FLOOR_DB, GateCNN, cnn_input
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ FORMAT_VERSION = 2  # 2: may hold a CNN (server/gate_cnn.py) whose probability i
 READS_FORMATS = ("1", "2")
 FEATURES_VERSION = "embedding+logmel-v1"  # what patch_features computes; a gate records the recipe it learnt on
 DEFAULT_GATE = Path(__file__).resolve().parents[1] / "encoder" / "weights" / "gate.safetensors"
-FLOOR_DB = -80.0  # log-mel statistics look at most this far below a patch's loudest bin
 POOLED_BANDS = 16  # the band profile is averaged into this many bands
 LAG_S = (0.2, 1.5)  # beat periods looked for in the onset envelope
 GROUPS = 4  # band groups whose envelopes' modulation and beats are described
@@ -165,7 +164,8 @@ class Gate:
 
     def cnn_probability(self, emb) -> float:
         """The CNN's mean P(music) over (at most ``cnn_patches`` evenly spaced) patches of ``emb``."""
-        picked = np.unique(np.linspace(0, len(emb.offsets_s) - 1, min(len(emb.offsets_s), self.cnn_patches)).round().astype(int))
+        n = len(emb.offsets_s)
+        picked = np.unique(np.linspace(0, n - 1, min(n, self.cnn_patches)).round().astype(int))
         spectra = patch_spectra(np.asarray(emb.offsets_s)[picked], emb.spectrogram, self.features)
         return float(self.cnn.probabilities(cnn_input(spectra, self.features.patch_frames)).mean())
 

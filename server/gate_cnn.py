@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 CHANNELS = (16, 32, 64, 96)
-FLOOR_DB = -80.0  # as the statistics: a patch is seen relative to its loudest bin, at most this far below
+FLOOR_DB = -80.0  # the CNN and the log-mel statistics see a patch relative to its loudest bin, at most this far below
 
 
 def cnn_input(spectra: list[np.ndarray], patch_frames: int) -> np.ndarray:

@@ -403,3 +403,17 @@ def test_the_gate_cnn_learns_held_tones_from_noise():
     # gate's threshold is chosen on validation clips for the trained network anyway)
     pairs = p[y_test == 1][:, None] > p[y_test == 0][None, :]
     assert pairs.mean() >= 0.95
+
+
+def test_a_gate_file_of_the_first_format_still_loads_and_a_later_one_is_refused(tmp_path, embedder, monkeypatch):
+    from tuneprint.errors import CheckpointError
+    from tuneprint.server import gate as gate_module
+
+    d = embedder.dim + N_STATISTICS
+    gate = Gate(embedder.model_id, 0.5, np.zeros(d, np.float32), np.ones(d, np.float32),
+                ((np.zeros((d, 1), np.float32), np.zeros(1, np.float32)),), embedder.features)
+    monkeypatch.setattr(gate_module, "FORMAT_VERSION", 1)  # as the second version of the gate was written
+    assert load_gate(save_gate(tmp_path / "v1.safetensors", gate)).cnn is None
+    monkeypatch.setattr(gate_module, "FORMAT_VERSION", 3)
+    with pytest.raises(CheckpointError, match="gate format '3'"):
+        load_gate(save_gate(tmp_path / "v3.safetensors", gate))
