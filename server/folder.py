@@ -89,15 +89,37 @@ QUERY_ENCODER_FILE = CALIBRATION_FILE.with_name("query.safetensors")  # encoder/
 def query_encoder_id(model_id: str | None, path: Path = QUERY_ENCODER_FILE) -> str | None:
     """The id of the shipped query encoder if it was trained against ``model_id``, else None — from the
     file's safetensors header alone, so that `stats` loads no network (encoder/query_encoder.py loads it)."""
-    import struct
-
-    if model_id is None or not path.is_file():
-        return None
-    with open(path, "rb") as f:
-        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    if header.get("__metadata__", {}).get("model_id") != model_id:
+    if model_id is None or not path.is_file() or _safetensors_metadata(path).get("model_id") != model_id:
         return None
     return f"{model_id}/sha256:{_file_digest(path, path.stat().st_mtime_ns, path.stat().st_size)}"
+
+
+def gate_summary(model_id: str | None, path: Path | None = None) -> dict | None:
+    """The shipped music gate (server/gate.py) if it reads ``model_id``'s embeddings, from its header
+    alone: threshold, whether it holds a CNN, when it was trained; else None (answers say "music": null)."""
+    from .gate import DEFAULT_GATE, READS_FORMATS
+
+    path = path or DEFAULT_GATE
+    if model_id is None or not path.is_file():
+        return None
+    header = _safetensors_header(path)
+    meta = header.get("__metadata__", {})
+    if meta.get("model_id") != model_id or meta.get("format_version") not in READS_FORMATS:
+        return None
+    return {"threshold": float(meta["threshold"]), "cnn": any(k.startswith("cnn.") for k in header),
+            "trained": json.loads(meta.get("meta", "{}")).get("trained")}
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    """A safetensors file's metadata, read from its header (no tensor is loaded)."""
+    return _safetensors_header(path).get("__metadata__", {})
+
+
+def _safetensors_header(path: Path) -> dict:
+    import struct
+
+    with open(path, "rb") as f:
+        return json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -300,4 +322,6 @@ def library_stats(lib) -> dict:
             # [clip seconds, bias, weights of index/vote.DECISION_FEATURES] points
             "score_rule": [list(p) for p in vote.score_rule] if vote.verifies else [],
             # the query encoder identification searches with (encoder/query_encoder.py), if one fits
-            "query_encoder": query_encoder_id(lib.model_id)}
+            "query_encoder": query_encoder_id(lib.model_id),
+            # the music gate that answers "music" (server/gate.py), if one fits
+            "music_gate": gate_summary(lib.model_id)}

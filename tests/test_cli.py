@@ -291,8 +291,13 @@ def test_stats_json(capsys, library_path):
     assert rc == EXIT_OK
     assert {"songs", "snippets", "hours", "labels", "backend"} <= set(stats)
     assert stats["songs"] == N_SONGS and stats["labels"] == {"alpha": 5, "beta": 5} and stats["backend"] == "faiss"
+    if TEST_MODEL == "default":  # the shipped gate reads the shipped encoder
+        from tuneprint.server.gate import load_gate
+        assert stats["music_gate"]["threshold"] == pytest.approx(load_gate().threshold) and stats["music_gate"]["cnn"]
+    else:
+        assert stats["music_gate"] is None
     rc, out, _ = run(capsys, "stats", "--library", library_path)
-    assert rc == EXIT_OK and "songs    10" in out
+    assert rc == EXIT_OK and "songs    10" in out and "\ngate     " in out
 
 
 def test_remove(capsys, library_copy):

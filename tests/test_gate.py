@@ -417,3 +417,20 @@ def test_a_gate_file_of_the_first_format_still_loads_and_a_later_one_is_refused(
     monkeypatch.setattr(gate_module, "FORMAT_VERSION", 3)
     with pytest.raises(CheckpointError, match="gate format '3'"):
         load_gate(save_gate(tmp_path / "v3.safetensors", gate))
+
+
+def test_stats_describes_the_gate_from_its_header(tmp_path, embedder):
+    from tuneprint.server.folder import gate_summary
+    from tuneprint.server.gate_cnn import GateCNN, build_net
+
+    d = embedder.dim + N_STATISTICS
+    dense = Gate(embedder.model_id, 0.42, np.zeros(d, np.float32), np.ones(d, np.float32),
+                 ((np.zeros((d, 1), np.float32), np.zeros(1, np.float32)),), embedder.features, {"trained": "2026-01-02"})
+    path = save_gate(tmp_path / "dense.safetensors", dense)
+    assert gate_summary(embedder.model_id, path) == {"threshold": 0.42, "cnn": False, "trained": "2026-01-02"}
+    assert gate_summary("sha256:someone-else", path) is None and gate_summary(None, path) is None
+    state = {k: v.numpy().copy() for k, v in build_net().state_dict().items()}
+    from dataclasses import replace
+    path = save_gate(tmp_path / "cnn.safetensors", replace(dense, cnn=GateCNN(state)))
+    assert gate_summary(embedder.model_id, path)["cnn"] is True
+    assert gate_summary(embedder.model_id, tmp_path / "missing.safetensors") is None

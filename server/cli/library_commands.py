@@ -180,6 +180,7 @@ def cmd_stats(args) -> int:
              + (f" ({_per_minute(stats)})" if stats["bytes_per_audio_minute"]["index"] else ""),
              f"encoder  {stats['model_id']}",
              f"queries  {stats.get('query_encoder') or 'searched with the fingerprint (no query encoder fits)'}",
+             f"gate     {_gate_text(stats.get('music_gate'))}",
              f"style    {stats['style_id'] or 'none (similar and genre use the fingerprint)'}, "
              f"{stats['style_vectors']} track vectors ({stats['style_bytes'] / 1e3:.1f} kB)",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
@@ -213,6 +214,13 @@ def _backend(stats: dict) -> str:
     if stats["backend"] == "milvus":
         return f"milvus ({config.get('uri') or 'Milvus Lite file'}, {config.get('milvus_index')})"
     return stats["backend"]
+
+
+def _gate_text(gate: dict | None) -> str:
+    if gate is None:
+        return "none fits this encoder (answers say music: null; add keeps every file)"
+    kind = "logistic regression and a CNN on log-mel" if gate["cnn"] else "logistic regression"
+    return f"music when P(music) >= {gate['threshold']:.3f} ({kind}, trained {gate['trained'] or 'on an unknown day'})"
 
 
 def _per_minute(stats: dict) -> str:
