@@ -74,8 +74,7 @@ class GateCNN:
         return sum(v.size for k, v in self.state.items() if "running" not in k and "num_batches" not in k)
 
 
-def train_cnn(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int = 14, seed: int = 0,
-              threads: int = 0) -> dict[str, np.ndarray]:
+def train_cnn(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int = 14, seed: int = 0) -> dict[str, np.ndarray]:
     """Train on patches ``x`` (:func:`cnn_input`), labels ``y`` (1 music) and weights ``w``; returns
     the state as arrays. Views: a random circular shift in time and two frequency and two time
     masks of up to 8 bins/frames (SpecAugment-style); AdamW with a one-cycle schedule."""
@@ -83,8 +82,6 @@ def train_cnn(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, epochs: int = 14, 
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if threads:
-            torch.set_num_threads(threads)
         rng = np.random.default_rng(seed)
         net = build_net()
         xt, yt, wt = torch.from_numpy(x), torch.tensor(y, dtype=torch.float32), torch.tensor(w, dtype=torch.float32)

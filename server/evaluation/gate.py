@@ -237,7 +237,7 @@ def clip_probabilities(gate: Gate, data: GateSet) -> np.ndarray:
 
 def cnn_inputs(data: GateSet) -> np.ndarray:
     """Every patch of ``data`` as the gate's CNN reads it."""
-    return cnn_input([s[:, :n].astype(np.float32) for s, n in zip(data.spectra, data.frames)], data.spectra.shape[2])
+    return cnn_input([s[:, :n] for s, n in zip(data.spectra, data.frames)], data.spectra.shape[2])
 
 
 def fit_cnn(train: GateSet, epochs: int, seed: int = 0) -> GateCNN:
