@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .features import FeatureConfig, audio_to_patches_and_spectrogram
+from .landmarks import Landmarks, landmarks
 from .query_encoder import QueryEncoder, short_patches
 from .style import STYLE_HOP_FRAMES, StyleModel, trunk_forward
 
@@ -28,6 +29,9 @@ class Embeddings:
     # (encoder/query_encoder.py): partial patches of a clip shorter than a patch (offsets ≤ 0), or the
     # same patches as ``vectors`` where the query encoder reads whole patches too; None without one
     query: tuple[np.ndarray, np.ndarray] | None = None
+    # the audio's peak pairs (encoder/landmarks.py): stored with a song, searched for a clip; None
+    # where the embedder was asked for none
+    landmarks: Landmarks | None = None
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -42,8 +46,9 @@ class Embedder:
     """Runs a loaded model over patches in batches, on CPU (or CUDA when asked)."""
 
     def __init__(self, model: LoadedModel, *, style: StyleModel | None = None, query: QueryEncoder | None = None,
-                 batch_size: int = 128, device: str = "cpu"):
+                 batch_size: int = 128, device: str = "cpu", landmarks: bool = False):
         self.model_id = model.model_id
+        self.landmarks = landmarks  # also compute the audio's landmarks (encoder/landmarks.py)
         self.style = style  # the style head on the same trunk, or None
         self.query = query  # the query encoder (encoder/query_encoder.py), or None: queries search with fingerprints
         self.features: FeatureConfig = model.features
@@ -87,10 +92,11 @@ class Embedder:
         where the embedder has a style head), their offsets and the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
         query = self.embed_query(patches, offsets, S_db) if pad else None
+        peak_pairs = landmarks(y, self.features.sample_rate) if self.landmarks else None
         if self.style is None:
-            return Embeddings(self.embed_patches(patches), offsets, S_db, query=query)
+            return Embeddings(self.embed_patches(patches), offsets, S_db, query=query, landmarks=peak_pairs)
         vectors, style = self.embed_patches_with_style(patches, every=max(1, STYLE_HOP_FRAMES // hop_frames))
-        return Embeddings(vectors, offsets, S_db, style, query)
+        return Embeddings(vectors, offsets, S_db, style, query, peak_pairs)
 
     def embed_query(self, patches: np.ndarray, offsets_s: np.ndarray, S_db: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The query encoder's vectors and offsets of a clip: partial patches when the clip (its log-mel

@@ -8,8 +8,8 @@ The vector index stores row ids only; this is where they get a meaning. A song's
 genre or style: what the nearest-neighbour vote and the single-label classifier learn) and its
 *tags* (moods, instruments, anything several of which fit at once) share one table, told apart
 by its ``kind`` column. What verification (index/verify.py) reads of each song's log-mel spectrogram
-is kept here too: written in the same transaction as the song, so an interrupted ingest leaves
-neither behind. New songs keep their verification view in 3-dB steps, compressed; libraries of
+is kept here too, and each song's landmarks (encoder/landmarks.py): written in the same
+transaction as the song, so an interrupted ingest leaves neither behind. New songs keep their verification view in 3-dB steps, compressed; libraries of
 earlier versions hold whole log-mels in float16, which are read as they are.
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import sqlite_utils
+
+from tuneprint.encoder.landmarks import Landmarks
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,9 @@ class Catalog:
                                           pk="song_id", foreign_keys=[("song_id", "songs", "song_id")])
             if "format" not in self.db["spectra"].columns_dict:  # float16 rows of earlier versions: format NULL
                 self.db["spectra"].add_column("format", str)
+            if "landmarks" not in self.db.table_names():  # libraries made before landmarks get the table empty
+                self.db["landmarks"].create({"song_id": str, "count": int, "data": bytes}, pk="song_id",
+                                            foreign_keys=[("song_id", "songs", "song_id")])
 
     def close(self) -> None:
         with self._lock:  # never under a query of another thread
@@ -187,6 +192,7 @@ class Catalog:
         self.db.execute("DELETE FROM runs WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM labels WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM spectra WHERE song_id = ?", [song_id])
+        self.db.execute("DELETE FROM landmarks WHERE song_id = ?", [song_id])
         if "styles" in self.db.table_names():
             self.db.execute("DELETE FROM styles WHERE song_id = ?", [song_id])
         self.db.execute("DELETE FROM songs WHERE song_id = ?", [song_id])
@@ -208,6 +214,33 @@ class Catalog:
         """Store a song's style vector [shape=(d,)] (encoder/style.py), as float32."""
         data = np.ascontiguousarray(vector, dtype="<f4")
         self.db["styles"].upsert({"song_id": song_id, "dim": len(data), "data": data.tobytes()}, pk="song_id")
+
+    def put_landmarks(self, song_id: str, lm: Landmarks) -> None:
+        """Store a song's landmarks (encoder/landmarks.py): hashes and frame steps, zlib-compressed."""
+        steps = np.diff(lm.frames, prepend=0).astype("<u4")  # frames rise: small steps compress
+        data = zlib.compress(np.ascontiguousarray(lm.hashes, dtype="<u4").tobytes() + steps.tobytes(), 6)
+        self.db["landmarks"].upsert({"song_id": song_id, "count": len(lm), "data": data}, pk="song_id")
+
+    def landmarks(self) -> tuple[list[str], list[Landmarks]]:
+        """Every stored song's landmarks, by song id (none in a library made before landmarks)."""
+        if "landmarks" not in self.db.table_names():
+            return [], []
+        with self._lock:
+            rows = self.db.execute("SELECT song_id, count, data FROM landmarks ORDER BY song_id").fetchall()
+        out = []
+        for _, count, data in rows:
+            raw = np.frombuffer(zlib.decompress(data), dtype="<u4")
+            out.append(Landmarks(raw[:count].astype(np.uint32), np.cumsum(raw[count:]).astype(np.int32)))
+        return [r[0] for r in rows], out
+
+    def landmark_counts(self) -> tuple[int, int, int]:
+        """(songs with landmarks, their pairs, the bytes stored)."""
+        if "landmarks" not in self.db.table_names():
+            return 0, 0, 0
+        with self._lock:
+            n, pairs, size = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(count), 0), COALESCE(SUM(LENGTH(data)), 0) FROM landmarks").fetchone()
+        return int(n), int(pairs), int(size)
 
     def set_labels(self, song_id: str, labels: tuple[str, ...], kind: str = LABEL) -> None:
         """Replace a song's labels (``kind`` "label") or its tags (``kind`` "tag")."""

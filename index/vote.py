@@ -71,6 +71,11 @@ class VoteConfig:
     # trade-off square. (clip seconds, bias, *weights) points, linear in between, the last for longer
     # clips. Empty: the bars.
     score_rule: tuple = ()
+    # Landmarks (encoder/landmarks.py, index/landmarks.py): a clip the embeddings leave "unknown" is
+    # answered by the song that holds at least ``landmark_min_aligned`` of the clip's peak pairs at one
+    # offset, and ``landmark_min_ratio`` times as many as any other song. 0: landmarks are not searched.
+    landmark_min_aligned: int = 0
+    landmark_min_ratio: float = 2.0
 
     def __post_init__(self):  # JSON gives lists; keep one form so that settings compare equal
         points = tuple((int(n), float(t)) for n, t in self.similarity_by_patches)

@@ -66,6 +66,8 @@ def collect(args) -> tuple[dict, dict]:
     from tuneprint.server.evaluation.benchmark import held_out_songs
     from tuneprint.server.evaluation.calibrate import calibration_songs
     from tuneprint.server.evaluation.clips import load_noises
+    from tuneprint.server.evaluation.scale import cache_landmarks
+    from tuneprint.server.evaluation.sizes import distractor_order
     from tuneprint.server.folder import query_encoder_id, shipped_vote
     from tuneprint.server.library import Library, LibrarySettings
 
@@ -79,6 +81,9 @@ def collect(args) -> tuple[dict, dict]:
         library_songs = parts["train"] + members
         sizes = tuple(args.sizes or (len(library_songs), 300, 1000))
     cfg = SizesConfig(sizes=sizes, clips_per_song=args.clips_per_song)
+    # distractors cached before landmarks existed get theirs from their source songs (once)
+    needed = distractor_order(args.cache, [p for p, _ in members + outsiders], cfg.order_seed)[: max(sizes)]
+    logging.info("landmarks computed for %d cached distractors", cache_landmarks(needed, args.corpus))
     tmp = Path(tempfile.mkdtemp(prefix="tuneprint-sizes-"))
     try:
         base = args.base_library or tmp / "base"
@@ -117,7 +122,8 @@ def fit(meta: dict, results: dict, args) -> int:
     weight; the one that identifies the most validation member clips, each length counting alike, is kept."""
     from tuneprint.encoder.features import FeatureConfig
     from tuneprint.index.calibration import choose_score_rule, choose_size_rule
-    from tuneprint.server.evaluation.sizes import rule_arrays
+    from tuneprint.index.vote import VoteConfig
+    from tuneprint.server.evaluation.sizes import choose_landmark_rule, rule_arrays
     from tuneprint.server.folder import write_calibration
 
     patch_seconds = FeatureConfig().patch_seconds
@@ -134,14 +140,21 @@ def fit(meta: dict, results: dict, args) -> int:
     chosen = {**tried[("bars", weight)], **tried[(kind, weight)], "verify_weight": weight, "kind": kind,
               "tried": {f"{k} {w}": {s: b["member_hit_rate"] for s, b in t["by_length"].items()}
                         for (k, w), t in tried.items()}}
+    chosen_vote = replace(VoteConfig(**{k: v for k, v in meta["vote"].items() if k in VoteConfig.__dataclass_fields__}),
+                          **{k: chosen[k] for k in ("verify_weight", "min_evidence", "min_lead", "short_bars",
+                                                    "reference_songs", "similarity_slope", "score_rule")})
+    landmarks = choose_landmark_rule(results, chosen_vote)
+    chosen.update(landmark_min_aligned=landmarks["min_aligned"], landmark_min_ratio=landmarks["min_ratio"])
     print(json.dumps({k: v for k, v in chosen.items() if k != "rule"}, indent=1))
+    print(json.dumps({k: v for k, v in landmarks.items() if k != "tried"}, indent=1))
     if args.write:
         path = write_calibration(meta["model"], {**meta["vote"], **{k: chosen[k] for k in (
             "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope",
-            "score_rule")}},
+            "score_rule", "landmark_min_aligned", "landmark_min_ratio")}},
             {"command": "python scripts/identification_sizes.py --role calibrate --write", "sizes": sorted(results),
              "query_encoder": meta.get("query_encoder"),  # the line is learnt on its scores
-             "kind": kind, "by_length": chosen["by_length"], "tried": chosen["tried"], "rule": chosen["rule"]})
+             "kind": kind, "by_length": chosen["by_length"], "tried": chosen["tried"], "rule": chosen["rule"],
+             "landmarks": landmarks})
         logging.info("wrote %s", path)
     return 0
 

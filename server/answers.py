@@ -7,6 +7,9 @@ against the library's "unknown" bar: 0.5 is the bar itself, 1 a perfect match (t
 candidate when that reaches the bar (and, in a library without verification, its votes are not
 split between songs). Under a learnt line (``VoteConfig.score_rule``) it is the logistic of the
 song's score against the best other candidate: 0.5 on the line again, towards 1 far above it.
+A song found by its landmarks (``by`` "landmarks": the embeddings left the clip "unknown") has
+confidence 0.5 at the landmark bar, rising towards 1 with the clip's pairs found at its offset
+(index/landmarks.confidence).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 from tuneprint.index.catalog import Song
+from tuneprint.index.landmarks import LandmarkMatch
 from tuneprint.index.vote import SongVote, VoteConfig, by_line, decision_score
 
 NOT_MUSIC = "not_music"  # the reason of an answer withheld because the music gate says the clip is not music
@@ -48,13 +52,17 @@ class Match:
     song: Song
     vote: SongVote
     confidence: float
+    by: str = "embedding"  # what found the song: "embedding" (the vote of its patches) or "landmarks"
+    landmarks: LandmarkMatch | None = None  # the clip's peak pairs found in the song, where landmarks answered
 
     def to_dict(self) -> dict:
         return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,
                 "artist": self.song.artist, "offset_s": round(self.vote.offset_s, 2),
                 "confidence": round(self.confidence, 4), "score": round(self.vote.score, 4),
                 "similarity": round(self.vote.similarity, 4), "votes": self.vote.votes,
-                "labels": list(self.song.labels), "verified": _rounded(self.vote.verified)}
+                "labels": list(self.song.labels), "verified": _rounded(self.vote.verified), "by": self.by,
+                "landmarks": None if self.landmarks is None else
+                {"aligned": self.landmarks.aligned, "pairs": self.landmarks.hashes}}
 
     def candidate_dict(self) -> dict:
         return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,

@@ -53,6 +53,10 @@ class LibrarySettings:
     # (docs/BENCHMARKS.md, "Labels: steady sounds get no clear label"; scripts/steady_sounds.py)
     label_steady_similarity: float = 0.9
     label_steady_patches: int = 8
+    # store each song's landmarks (encoder/landmarks.py) and search them for clips the embeddings leave
+    # "unknown": ≈130 kB a minute of audio in memory once searched, so a library of many thousands of
+    # songs may do without (docs/BENCHMARKS.md, "Landmarks")
+    landmarks: bool = True
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, **asdict(self)}
@@ -229,12 +233,12 @@ def load_library_model(root: Path, spec: str):
     return load_model(model_spec(root, spec))
 
 
-def embedder_for(model, style=None):
-    """The embedder of ``model``: with its style head, and with the query encoder that fits it."""
+def embedder_for(model, style=None, landmarks: bool = True):
+    """The embedder of ``model``: with its style head, the query encoder that fits it, and landmarks if asked."""
     from tuneprint.encoder.embeddings import Embedder
     from tuneprint.encoder.query_encoder import query_encoder_for
 
-    return Embedder(model, style=style, query=query_encoder_for(model))
+    return Embedder(model, style=style, query=query_encoder_for(model), landmarks=landmarks)
 
 
 def record_model(catalog: Catalog, model) -> None:
@@ -258,7 +262,7 @@ def recorded_vector_count(root: Path) -> int:
 
 
 def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, object]]) -> list[np.ndarray]:
-    """Insert songs with their snippets, spectrograms and vectors (inside a catalog transaction).
+    """Insert songs with their snippets, spectrograms, landmarks and vectors (inside a catalog transaction).
 
     Returns the row ids given to each song's vectors.
     """
@@ -271,6 +275,8 @@ def insert_songs(catalog: Catalog, index: VectorIndex, rows: list[tuple[Song, ob
     for song, emb in rows:
         ids = catalog.insert_song(song, emb.offsets_s, row, now)
         catalog.put_spectrogram(song.song_id, verification_view(emb.spectrogram, features))
+        if emb.landmarks is not None:
+            catalog.put_landmarks(song.song_id, emb.landmarks)
         if emb.style is not None:
             from tuneprint.encoder.style import track_vector
 
@@ -324,4 +330,14 @@ def library_stats(lib) -> dict:
             # the query encoder identification searches with (encoder/query_encoder.py), if one fits
             "query_encoder": query_encoder_id(lib.model_id),
             # the music gate that answers "music" (server/gate.py), if one fits
-            "music_gate": gate_summary(lib.model_id)}
+            "music_gate": gate_summary(lib.model_id),
+            # peak pairs (encoder/landmarks.py) that answer clips the embeddings leave "unknown"
+            "landmarks": landmark_summary(lib, vote)}
+
+
+def landmark_summary(lib, vote) -> dict:
+    """Songs with landmarks, their pairs and bytes (inside ``catalog_bytes``), and the bars a match needs
+    (``min_aligned`` 0: landmarks are not searched)."""
+    songs, pairs, size = lib.catalog.landmark_counts()
+    return {"enabled": lib.settings.landmarks, "songs": songs, "pairs": pairs, "bytes": size,
+            "min_aligned": vote.landmark_min_aligned if lib.settings.landmarks else 0, "min_ratio": vote.landmark_min_ratio}

@@ -75,7 +75,7 @@ def prepare_files(paths: list[Path], embedder, hop_frames: int, *, known_hashes:
         return
     if jobs > 1 and len(paths) > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker,
-                                 initargs=(model_spec, embedder.style, hop_frames, known_hashes)) as pool:
+                                 initargs=(model_spec, embedder.style, hop_frames, known_hashes, embedder.landmarks)) as pool:
             yield from pool.map(_prepare_in_worker, paths)
         return
     sr, min_seconds = embedder.features.sample_rate, embedder.features.patch_seconds
@@ -118,14 +118,14 @@ def _embed(path: Path, y: np.ndarray | None, error: str | None, embedder, hop_fr
 _worker: dict = {}
 
 
-def _start_worker(model_spec: str | None, style, hop_frames: int, known_hashes: frozenset[str]) -> None:
+def _start_worker(model_spec: str | None, style, hop_frames: int, known_hashes: frozenset[str], landmarks: bool) -> None:
     import torch
 
     from tuneprint.encoder.checkpoint import load_model
     from tuneprint.encoder.embeddings import Embedder
 
     torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
-    _worker.update(embedder=Embedder(load_model(model_spec), style=style), hop_frames=hop_frames,
+    _worker.update(embedder=Embedder(load_model(model_spec), style=style, landmarks=landmarks), hop_frames=hop_frames,
                    known_hashes=known_hashes)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from tuneprint.errors import BusyError, LibraryError, MismatchError, NotFoundError
 from tuneprint.index.catalog import LABEL, TAG, Catalog, Song
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
-from tuneprint.index.vote import VoteConfig
+from tuneprint.index.vote import SongVote, VoteConfig
 
 from .answers import TOO_SHORT, FileResult, Identification, LabelAnswer, Match, Neighbour, SimilarAnswer, Stretch, confidence
 from .gate import add_refusal, gate_for, music_verdict
@@ -57,13 +57,14 @@ class Library:
         self.model_id = model.model_id if model is not None else catalog.get_meta("model_id")
         self.features = model.features if model is not None else recorded_features(catalog)
         self.style = style_for(self.model_id, style_spec(root, settings.style)) if model is not None else None
-        self.embedder = embedder_for(model, self.style) if model is not None else None
+        self.embedder = embedder_for(model, self.style, settings.landmarks) if model is not None else None
         self.model_vote = calibrated_vote(model) if model is not None else None  # the encoder's own thresholds
         self.gate = gate_for(self.model_id) if model is not None else None  # music or not (server/gate.py)
         self.write_wait_s = DEFAULT_WAIT_S  # how long a write waits for another process's (then BusyError)
         self._generation = catalog.generation()  # the catalog's change count this index and settings match
         self._lock = threading.RLock()  # guards index + catalog writes and index reads in this process
         self._style_index = None  # (generation, StyleIndex), built from the catalog when first searched
+        self._landmark_index = None  # (generation, LandmarkIndex), likewise
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -159,7 +160,7 @@ class Library:
         if not recorded or recorded == (self.style and self.style.style_id):
             return
         style = style_for(self.model_id, style_spec(self.root, self.settings.style))
-        self.style, self.embedder, self._style_index = style, embedder_for(self.model, style), None
+        self.style, self.embedder, self._style_index = style, embedder_for(self.model, style, self.settings.landmarks), None
 
     def _may_write_now(self) -> bool:
         """Whether this process can take the writer lock at once (not read-only, no other writer)."""
@@ -351,8 +352,37 @@ class Library:
         clip_s = emb.spectrogram.shape[1] * self.features.frame_seconds if emb.spectrogram is not None else None
         candidates = [Match(self._song(v.song_id), v, confidence(v, cfg, clip_s, [o for o in decision.votes if o is not v]))
                       for v in decision.votes[: cfg.top]]
-        match = candidates[0] if decision.winner is not None else None
-        return Identification(name, match, candidates, decision.reason, clip_s).judged(self.music(emb))
+        match, reason = (candidates[0] if decision.winner is not None else None), decision.reason
+        if match is None and (found := self._landmark_answer(emb, cfg, decision.votes)) is not None:
+            match, reason = found, None
+            # the embeddings' candidates stay listed after it (calibration re-judges them, sizes.rejudge)
+            candidates = [found, *(c for c in candidates if c.song.song_id != found.song.song_id)]
+        return Identification(name, match, candidates, reason, clip_s).judged(self.music(emb))
+
+    def _landmark_answer(self, emb, cfg: VoteConfig, votes: list[SongVote]) -> Match | None:
+        """The song holding most of the clip's peak pairs at one offset, if it clears the landmark bars
+        (``VoteConfig.landmark_min_aligned``); its vote is the embeddings' for it, at the landmarks' offset."""
+        from tuneprint.index.landmarks import LandmarkRule, confidence as landmark_confidence, winner
+
+        if not cfg.landmark_min_aligned or emb.landmarks is None or not len(emb.landmarks):
+            return None
+        rule = LandmarkRule(cfg.landmark_min_aligned, cfg.landmark_min_ratio)
+        found = winner(self.landmark_index().search(emb.landmarks, rule), rule)
+        if found is None:
+            return None
+        vote = next((v for v in votes if v.song_id == found.song_id), None)
+        vote = replace(vote, offset_s=found.offset_s) if vote else SongVote(found.song_id, 0, 0.0, 0.0, found.offset_s, 0.0)
+        return Match(self._song(found.song_id), vote, landmark_confidence(found, rule), by="landmarks", landmarks=found)
+
+    def landmark_index(self):
+        """Every stored song's landmarks, searchable (index/landmarks.py); rebuilt when the catalog changed."""
+        from tuneprint.index.landmarks import LandmarkIndex
+
+        with self._lock:
+            self.refresh()
+            if self._landmark_index is None or self._landmark_index[0] != self._generation:
+                self._landmark_index = (self._generation, LandmarkIndex(*self.catalog.landmarks()))
+            return self._landmark_index[1]
 
     def monitor(self, recording: str | os.PathLike | bytes, *, window_s: float = MonitorConfig.window_s,
                 hop_s: float = MonitorConfig.hop_s, progress: Callable[[float], None] | None = None,

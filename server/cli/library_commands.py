@@ -47,6 +47,9 @@ def add_parser_add(sub) -> None:
                    help="one JSON object per file, printed once its batch is safely written")
     p.add_argument("--allow-non-music", action="store_true",
                    help="keep files the music gate calls non-music (by default they are refused)")
+    p.add_argument("--no-landmarks", action="store_true",
+                   help="a new library keeps no landmarks (peak pairs that find 1-s and phoned clips the embeddings "
+                        "miss; ≈130 kB of memory a minute of audio once searched): for libraries of many thousands of songs")
 
 
 def add_catalog_parsers(sub) -> None:
@@ -106,7 +109,8 @@ def cmd_add(args) -> int:
         backend = args.index or ("milvus" if args.uri else "faiss")
         if args.uri and backend != "milvus":
             raise UsageError(f"--uri is for the milvus index, not {backend}")
-        settings = LibrarySettings(index=IndexConfig(backend=backend, uri=args.uri), model=args.model or "default")
+        settings = LibrarySettings(index=IndexConfig(backend=backend, uri=args.uri), model=args.model or "default",
+                                   landmarks=not args.no_landmarks)
         lib = Library.create(args.library, settings)
 
     lib.write_wait_s = args.wait
@@ -181,6 +185,7 @@ def cmd_stats(args) -> int:
              f"encoder  {stats['model_id']}",
              f"queries  {stats.get('query_encoder') or 'searched with the fingerprint (no query encoder fits)'}",
              f"gate     {_gate_text(stats.get('music_gate'))}",
+             f"landmarks {_landmark_text(stats['landmarks'], stats['songs'])}",
              f"style    {stats['style_id'] or 'none (similar and genre use the fingerprint)'}, "
              f"{stats['style_vectors']} track vectors ({stats['style_bytes'] / 1e3:.1f} kB)",
              "unknown  an answer needs confidence 50 % or more: the bar below which a clip is \"not in the "
@@ -214,6 +219,18 @@ def _backend(stats: dict) -> str:
     if stats["backend"] == "milvus":
         return f"milvus ({config.get('uri') or 'Milvus Lite file'}, {config.get('milvus_index')})"
     return stats["backend"]
+
+
+def _landmark_text(landmarks: dict, songs: int) -> str:
+    if not landmarks["enabled"]:
+        return "none (library made with --no-landmarks)"
+    if not landmarks["min_aligned"]:
+        return "not searched (this library's settings predate landmarks: `tuneprint reindex` adds them)"
+    missing = (f"; {songs - landmarks['songs']} songs added before landmarks have none (tuneprint reindex gives them theirs)"
+               if landmarks["songs"] < songs else "")
+    return (f"{landmarks['pairs']} peak pairs of {landmarks['songs']} songs ({landmarks['bytes'] / 1e6:.1f} MB); a clip the "
+            f"embeddings leave unknown is answered with {landmarks['min_aligned']}+ pairs at one offset and "
+            f"{landmarks['min_ratio']:g}x the next song's{missing}")
 
 
 def _gate_text(gate: dict | None) -> str:

@@ -68,8 +68,10 @@ def _identify_text(clip: str, answer: dict) -> str:
         return f"{clip}: {NOT_MUSIC}"
     if match is not None:
         by = f" by {match['artist']}" if match.get("artist") else ""
+        found = (f", by its landmarks ({match['landmarks']['aligned']} of {match['landmarks']['pairs']} peak pairs)"
+                 if match.get("by") == "landmarks" else "")
         return (f"{clip}: {match['title']!r}{by} [{match['song_id']}] at {clock(match['offset_s'])}, "
-                f"{_sureness(match)} — {match['path']}")
+                f"{_sureness(match)}{found} — {match['path']}")
     because = UNKNOWN_BECAUSE.get(answer.get("reason"), "no song fits well enough")
     closest = answer["candidates"][0] if answer["candidates"] else None
     hint = f"; closest: {closest['title']!r}, {_sureness(closest)}" if closest else ""
@@ -86,7 +88,7 @@ def _sureness(match: dict) -> str:
 def _identify_rows(answer: dict) -> list[dict]:
     match = answer["match"] or {}
     return [{**{k: match.get(k) for k in ("song_id", "title", "artist", "path", "offset_s", "confidence",
-                                          "score", "similarity", "verified")},
+                                          "score", "similarity", "verified", "by")},
              "query": answer["query"], "status": "identified" if answer["match"] else "unknown",
              "reason": answer.get("reason"), "clip_s": answer.get("clip_s")}]
 
@@ -94,7 +96,7 @@ def _identify_rows(answer: dict) -> list[dict]:
 IDENTIFY = Query(
     verb="identifying", outcomes=("identified", "unknown"),
     columns=("query", "status", "song_id", "title", "artist", "path", "offset_s", "confidence", "score",
-             "similarity", "verified", "reason", "clip_s", "error"),
+             "similarity", "verified", "by", "reason", "clip_s", "error"),
     ask=lambda lib, clip: lib.identify(clip).to_dict(),
     outcome=lambda answer: "identified" if answer["match"] else "unknown",
     text=_identify_text, rows=_identify_rows)

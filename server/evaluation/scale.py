@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneprint.encoder.audio import load_audio
+from tuneprint.encoder.landmarks import DEFAULT as LANDMARKS, Landmarks, landmarks
 from tuneprint.encoder.embeddings import Embeddings
 from tuneprint.index.catalog import Song
 from tuneprint.index.verify import verification_view
@@ -140,6 +141,8 @@ def make_distractors(lib, sources: list[Path], speeds, target: int, cache: Path)
             codes = codec.sa_encode(np.ascontiguousarray(emb.vectors))
             view = verification_view(emb.spectrogram, lib.features).astype(np.float16)
             np.savez(out, codes=codes, offsets=emb.offsets_s, view=view, seconds=len(y) / sr)
+            if emb.landmarks is not None:
+                _save_landmarks(cache, out, emb.landmarks)
             have += len(codes)
             spent += time.perf_counter() - started
             log.info("distractors: %d vectors (%s x%.2f)", have, path.name, speed)
@@ -189,7 +192,51 @@ def _distractor(codec, f: Path) -> tuple[Song, Embeddings]:
     vectors = codec.sa_decode(data["codes"])
     song = Song(f"distractor-{f.stem}", str(f), f.stem, None, float(data["seconds"]), f"distractor:{f.stem}",
                 ("distractor",))
-    return song, Embeddings(vectors.astype(np.float32), data["offsets"], data["view"].astype(np.float32))
+    return song, Embeddings(vectors.astype(np.float32), data["offsets"], data["view"].astype(np.float32),
+                            landmarks=_cached_landmarks(f))
+
+
+LANDMARKS_DIR = "landmarks"  # beside the cache's .npz files: each distractor's landmarks (encoder/landmarks.py)
+
+
+def _landmarks_file(f: Path) -> Path:
+    return f.parent / LANDMARKS_DIR / f.name
+
+
+def _save_landmarks(cache: Path, f: Path, lm: Landmarks) -> None:
+    (cache / LANDMARKS_DIR).mkdir(exist_ok=True)
+    path = _landmarks_file(f)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs filling one cache never read half a file
+    np.savez(tmp, hashes=lm.hashes, frames=lm.frames)
+    os.replace(tmp, path)
+
+
+def _cached_landmarks(f: Path) -> Landmarks | None:
+    path = _landmarks_file(f)
+    if not path.is_file():
+        return None
+    data = np.load(path)
+    return Landmarks(data["hashes"], data["frames"])
+
+
+def cache_landmarks(files: list[Path], corpus: Path, progress=None) -> int:
+    """Give the cached distractors ``files`` that have none their landmarks, from their source songs in
+    ``corpus`` (caches filled before landmarks existed); returns how many were computed."""
+    done = 0
+    for f in files:
+        if _landmarks_file(f).is_file():
+            continue
+        collection, stem, speed = f.stem.split("--")
+        source = next((corpus / "music" / collection).glob(f"{stem}.*"), None)
+        if source is None:
+            log.warning("no source song for %s in %s", f.name, corpus)
+            continue
+        y = shifted(load_audio(source, sr=LANDMARKS.sample_rate), float(speed.removeprefix("x")))
+        _save_landmarks(f.parent, f, landmarks(y, LANDMARKS.sample_rate))
+        done += 1
+        if progress:
+            progress(f)
+    return done
 
 
 def _other_song(files: list[Path], f: Path, rng: np.random.Generator) -> Path:

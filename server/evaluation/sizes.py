@@ -22,6 +22,7 @@ import numpy as np
 
 from tuneprint.encoder.audio import load_audio
 from tuneprint.encoder.augment import CONDITIONS
+from tuneprint.index.landmarks import LandmarkMatch, LandmarkRule, winner
 from tuneprint.index.vote import DECISION_FEATURES, SongVote, VoteConfig, decide, decision_features, lead, unknown_reason
 
 from .clips import random_clips
@@ -60,6 +61,8 @@ class ClipAnswer:
     answer: str | None  # song id answered, None: "unknown"
     reason: str | None
     candidates: list[dict] = field(default_factory=list)  # {"song_id", "similarity", "verified", "share", "margin", "aligned", "patches"}
+    # the songs holding most of the clip's landmarks at one offset: {"song_id", "aligned", "offset_s", "pairs"}
+    landmarks: list[dict] = field(default_factory=list)
 
 
 def cut_clips(lib, members, outsiders, noises, cfg: SizesConfig) -> list[tuple[bool, float, str, str | None, object]]:
@@ -92,12 +95,14 @@ def answer_all(lib, clips) -> list[ClipAnswer]:
     answers = []
     for member, seconds, condition, truth, emb in clips:
         a = lib.identify_embeddings(emb)
+        found = lib.landmark_index().search(emb.landmarks) if emb.landmarks is not None else []
         answers.append(ClipAnswer(member, seconds, condition, truth, a.match.song.song_id if a.match else None, a.reason,
                                   [{"song_id": c.song.song_id, "similarity": round(c.vote.similarity, 5),
                                     "verified": None if c.vote.verified is None else round(c.vote.verified, 5),
                                     "share": round(c.vote.share, 5), "margin": round(c.vote.margin, 5),
                                     "aligned": round(c.vote.aligned, 5), "patches": c.vote.patches}
-                                   for c in a.candidates]))
+                                   for c in a.candidates],
+                                  [asdict(m) for m in found]))
     return answers
 
 
@@ -187,11 +192,52 @@ def rule_arrays(answers: list[ClipAnswer], verify_weight: float) -> dict[float, 
 
 
 def rejudge(answers: list[ClipAnswer], vote: VoteConfig) -> list[ClipAnswer]:
-    """The answers as ``vote`` (verifying) decides them (index.vote.decide) from their saved candidates."""
+    """The answers as ``vote`` (verifying) decides them (index.vote.decide) from their saved candidates,
+    and from their landmark matches where the candidates leave a clip "unknown" (``Library.identify``'s way)."""
     out = []
     for a in answers:
         votes = votes_of(a, vote.verify_weight)
         winner = decide(votes, vote, a.seconds) if votes else None
-        reason = None if winner is not None else (unknown_reason(votes, vote, a.seconds) if votes else "no_match")
-        out.append(replace(a, answer=winner.song_id if winner else None, reason=reason))
+        answer = winner.song_id if winner else landmark_answer(a, vote)
+        reason = None if answer is not None else (unknown_reason(votes, vote, a.seconds) if votes else "no_match")
+        out.append(replace(a, answer=answer, reason=reason))
     return out
+
+
+def landmark_answer(answer: ClipAnswer, vote: VoteConfig) -> str | None:
+    """The song the saved landmark matches of a clip name under ``vote``'s landmark bars, or None."""
+    if not vote.landmark_min_aligned:
+        return None
+    found = winner([LandmarkMatch(**m) for m in answer.landmarks],
+                   LandmarkRule(vote.landmark_min_aligned, vote.landmark_min_ratio))
+    return found.song_id if found else None
+
+
+LANDMARK_GRID = (tuple(range(6, 17)), (1.5, 2.0, 2.5, 3.0))  # (min_aligned, min_ratio) tried
+
+
+def choose_landmark_rule(results: dict[int, list[ClipAnswer]], vote: VoteConfig, grid=LANDMARK_GRID) -> dict:
+    """Landmark bars (``VoteConfig.landmark_min_aligned``, ``landmark_min_ratio``) for ``vote``'s embedding rule:
+    of the pairs that add no wrong song and no accepted outsider at any library size to what the
+    embeddings answer, the one identifying the most member clips (lengths and sizes counting alike)."""
+    base = {n: rejudge(answers, replace(vote, landmark_min_aligned=0)) for n, answers in results.items()}
+    tried = {}
+    for aligned in grid[0]:
+        for ratio in grid[1]:
+            rule = replace(vote, landmark_min_aligned=aligned, landmark_min_ratio=ratio)
+            hits, added = [], 0
+            for answers in base.values():
+                by_length: dict[float, list[bool]] = {}
+                for a in answers:
+                    answer = a.answer if a.answer is not None else landmark_answer(a, rule)
+                    added += a.answer is None and answer is not None and answer != a.truth
+                    if a.member:
+                        by_length.setdefault(a.seconds, []).append(answer == a.truth)
+                hits.append(float(np.mean([np.mean(v) for v in by_length.values()])))
+            tried[f"{aligned} {ratio:g}"] = {"min_aligned": aligned, "min_ratio": ratio,
+                                             "member_hit_rate": round(float(np.mean(hits)), 4), "added_errors": int(added)}
+    safe = [t for t in tried.values() if t["added_errors"] == 0]
+    best = max(safe, key=lambda t: (t["member_hit_rate"], t["min_aligned"], t["min_ratio"]))
+    without = float(np.mean([np.mean([np.mean([a.answer == a.truth for a in answers if a.member and a.seconds == s])
+                                      for s in {a.seconds for a in answers if a.member}]) for answers in base.values()]))
+    return {**best, "member_hit_rate_without": round(without, 4), "tried": tried}

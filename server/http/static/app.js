@@ -85,7 +85,9 @@
       $("song-artist").textContent = match.artist || "";
       $("song-offset").textContent = clock(match.offset_s);
       $("song-confidence").textContent = percent(confidence(match));
-      $("song-confidence").title = `similarity ${match.similarity.toFixed(2)}, vote score ${match.score.toFixed(2)}`;
+      $("song-confidence").title = match.by === "landmarks"
+        ? `found by its landmarks: ${match.landmarks.aligned} of the clip's ${match.landmarks.pairs} peak pairs at this offset`
+        : `similarity ${match.similarity.toFixed(2)}, vote score ${match.score.toFixed(2)}`;
       $("song-meter").style.width = percent(confidence(match));
       $("song-facts").hidden = false;
       for (const label of match.labels) $("song-labels").append(chip(label));
