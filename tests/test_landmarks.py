@@ -12,7 +12,7 @@ from tuneprint.index.catalog import Catalog, Song
 from tuneprint.index.landmarks import LandmarkIndex, LandmarkMatch, LandmarkRule, confidence, winner
 
 SONGS = range(4)
-RULE = LandmarkRule(min_aligned=9, min_ratio=2.5)
+RULE = LandmarkRule(min_aligned=12, min_ratio=3.0)  # generated songs share exact notes: chance pairs run higher than in music
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +39,11 @@ def test_a_one_second_clip_is_found_at_its_offset(index, song):
     assert 0.5 <= confidence(found, RULE) <= 1.0
 
 
-def test_a_noisy_clip_is_still_found(index):
-    clip = add_noise(cut(synth_song(2), 8.0, 2.0), snr_db=5.0, seed=3)
+@pytest.mark.parametrize("song", SONGS)
+def test_a_noisy_clip_is_still_found(index, song):
+    clip = add_noise(cut(synth_song(song), 8.0, 3.0), snr_db=10.0, seed=3)  # white noise over every band
     found = winner(index.search(landmarks(clip, SR)), RULE)
-    assert found is not None and found.song_id == "song2"
+    assert found is not None and found.song_id == f"song{song}"
 
 
 @pytest.mark.parametrize("stranger", range(100, 106))
@@ -56,10 +57,10 @@ def test_the_rule_needs_enough_pairs_and_a_lead():
     def match(song, aligned):
         return LandmarkMatch(song, aligned, 0.0, 100)
     assert winner([match("a", 20), match("b", 5)], RULE).song_id == "a"
-    assert winner([match("a", 8)], RULE) is None  # too few
-    assert winner([match("a", 20), match("b", 9)], RULE) is None  # a runner-up too close
+    assert winner([match("a", 11)], RULE) is None  # too few
+    assert winner([match("a", 20), match("b", 7)], RULE) is None  # a runner-up too close
     assert winner([], RULE) is None
-    assert confidence(match("a", 9), RULE) == pytest.approx(0.5)
+    assert confidence(match("a", 12), RULE) == pytest.approx(0.5)
 
 
 def test_an_empty_index_finds_nothing():
@@ -91,23 +92,23 @@ def test_a_library_answers_short_clips_by_landmarks_where_embeddings_do_not(libr
     vote = saved.vote.for_library(library.catalog.song_count())
 
     def identify(clip, min_aligned):
-        library.settings = replace(saved, vote=replace(vote, landmark_min_aligned=min_aligned, landmark_min_ratio=2.5))
+        library.settings = replace(saved, vote=replace(vote, landmark_min_aligned=min_aligned, landmark_min_ratio=RULE.min_ratio))
         try:
             return library.identify(clip)
         finally:
             library.settings = saved
     for i in range(4):
         clip = cut(synth_song(i), 5.3 + i, 1.0)
-        without, with_ = identify(clip, 0), identify(clip, 9)
+        without, with_ = identify(clip, 0), identify(clip, RULE.min_aligned)
         assert with_.match is not None and with_.match.song.path.endswith(f"song{i:02d}.wav")
         assert with_.match.vote.offset_s == pytest.approx(5.3 + i, abs=0.5)
         if without.match is None:
-            assert with_.match.by == "landmarks" and with_.match.landmarks.aligned >= 9
+            assert with_.match.by == "landmarks" and with_.match.landmarks.aligned >= RULE.min_aligned
             assert with_.to_dict()["match"]["landmarks"]["aligned"] == with_.match.landmarks.aligned
         else:
             assert with_.match.by == "embedding" and with_.to_dict()["match"]["landmarks"] is None
     for stranger in (100, 101):
-        assert identify(cut(synth_song(stranger), 4.0, 1.0), 9).match is None
+        assert identify(cut(synth_song(stranger), 4.0, 1.0), RULE.min_aligned).match is None
 
 
 def test_a_library_made_without_landmarks_keeps_none(tmp_path, song_dir):
