@@ -125,3 +125,21 @@ def test_a_library_made_without_landmarks_keeps_none(tmp_path, song_dir):
         assert songs == 2 and pairs > 0 and lib.stats()["landmarks"]["pairs"] == pairs
         lib.remove(lib.tracks()[0].song_id)
         assert lib.catalog.landmark_counts()[0] == 1
+
+
+def test_saved_answers_are_rejudged_with_landmarks_and_the_bars_chosen_without_added_errors():
+    from tuneprint.index.vote import VoteConfig
+    from tuneprint.server.evaluation.sizes import ClipAnswer, choose_landmark_rule, rejudge
+
+    def clip(member, truth, aligned, runner_up):
+        return ClipAnswer(member, 1.0, "clean", truth, None, "no_match", [],
+                          [{"song_id": truth or "x", "aligned": aligned, "offset_s": 0.0, "hashes": 300},
+                           {"song_id": "y", "aligned": runner_up, "offset_s": 0.0, "hashes": 300}])
+    answers = [clip(True, "a", 30, 2), clip(True, "b", 14, 3), clip(False, None, 10, 2)]  # a stranger: 10 pairs
+    judged = rejudge(answers, VoteConfig(landmark_min_aligned=12, landmark_min_ratio=2.0))
+    assert [a.answer for a in judged] == ["a", "b", None] and judged[2].reason == "no_match"
+    assert [a.answer for a in rejudge(answers, VoteConfig())] == [None, None, None]  # bars 0: not searched
+    chosen = choose_landmark_rule({100: answers}, VoteConfig(), grid=((6, 9, 11, 16), (2.0,)))
+    assert (chosen["min_aligned"], chosen["min_ratio"]) == (11, 2.0)  # 6 and 9 accept the stranger, 16 loses "b"
+    assert chosen["member_hit_rate"] == 1.0 and chosen["member_hit_rate_without"] == 0.0
+    assert chosen["tried"]["6 2"]["added_errors"] == 1
