@@ -45,6 +45,8 @@ def main(argv=None) -> int:
                    help="read the saved --answers instead of answering: a benchmark decides them again with the "
                         "shipped rule (encoder/weights/calibration.json), a calibration chooses from them")
     p.add_argument("--write", action="store_true", help="(calibrate) write the chosen rule to encoder/weights/calibration.json")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="(calibrate) keep the shipped embedding rule and choose only the landmark bars for it")
     p.add_argument("--out", type=Path, help="(benchmark) markdown file to write the section into")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "sizes.png")
     args = p.parse_args(argv)
@@ -57,7 +59,7 @@ def main(argv=None) -> int:
         meta, results = collect(args)
         save_answers(args.answers, results, meta)
     if args.role == "calibrate":
-        return fit(meta, results, args)
+        return fit_landmarks(meta, results, args) if args.landmarks_only else fit(meta, results, args)
     report(meta, results, args)
     return 0
 
@@ -115,6 +117,26 @@ def rejudged(meta: dict, results: dict) -> dict:
     kind = "a learnt line" if vote.score_rule else "bars"
     meta["rule"] = f"shipped in encoder/weights/calibration.json ({kind}, verification weight {vote.verify_weight:g})"
     return {n: rejudge(answers, vote) for n, answers in results.items()}
+
+
+def fit_landmarks(meta: dict, results: dict, args) -> int:
+    """The landmark bars (server/evaluation/sizes.choose_landmark_rule) for the embedding rule already shipped."""
+    from tuneprint.server.evaluation.sizes import choose_landmark_rule
+    from tuneprint.server.folder import CALIBRATION_FILE, shipped_vote, write_calibration
+
+    vote = shipped_vote(meta["model"])
+    if vote is None:
+        raise SystemExit(f"no calibration is shipped for {meta['model']}")
+    landmarks = choose_landmark_rule(results, vote)
+    print(json.dumps({k: v for k, v in landmarks.items() if k != "tried"}, indent=1))
+    if args.write:
+        shipped = json.loads(CALIBRATION_FILE.read_text())
+        shipped["vote"].update(landmark_min_aligned=landmarks["min_aligned"], landmark_min_ratio=landmarks["min_ratio"])
+        report = {**shipped["report"], "landmarks": {
+            **landmarks, "sizes": sorted(results), "command": "python scripts/identification_sizes.py --role calibrate "
+            "--clips-per-song 12 --answers ANSWERS --rescore --landmarks-only --write"}}
+        logging.info("wrote %s", write_calibration(meta["model"], shipped["vote"], report))
+    return 0
 
 
 def fit(meta: dict, results: dict, args) -> int:
