@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .features import FeatureConfig, audio_to_patches_and_spectrogram
-from .landmarks import Landmarks, landmarks
+from .landmarks import Landmarks, landmarks as peak_pairs_of
 from .query_encoder import QueryEncoder, short_patches
 from .style import STYLE_HOP_FRAMES, StyleModel, trunk_forward
 
@@ -87,12 +87,13 @@ class Embedder:
                 out[i : i + len(x)] = e.float().cpu().numpy()
         return out, (np.concatenate(stats) if stats else None)
 
-    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False) -> Embeddings:
+    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False, landmarks: bool | None = None) -> Embeddings:
         """Mono audio at the feature rate → embeddings of its non-silent patches (fingerprint, and style
         where the embedder has a style head), their offsets and the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
         query = self.embed_query(patches, offsets, S_db) if pad else None
-        peak_pairs = landmarks(y, self.features.sample_rate) if self.landmarks else None
+        wanted = self.landmarks if landmarks is None else landmarks  # a caller may skip them (monitor windows)
+        peak_pairs = peak_pairs_of(y, self.features.sample_rate) if wanted else None
         if self.style is None:
             return Embeddings(self.embed_patches(patches), offsets, S_db, query=query, landmarks=peak_pairs)
         vectors, style = self.embed_patches_with_style(patches, every=max(1, STYLE_HOP_FRAMES // hop_frames))

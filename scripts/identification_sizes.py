@@ -223,7 +223,8 @@ def plot(tables: dict[int, dict], path: Path) -> None:
 
     sizes = sorted(tables)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for kind in ("member 3s noise", "member 3s phone-call", "member 3s phone-harsh", "member 2s clean", "member 1s clean"):
+    for kind in ("member 3s noise", "member 3s phone-call", "member 3s phone-harsh", "member 2s clean", "member 2s noise",
+                 "member 1s clean", "member 1s noise", "member 1s phone-call"):
         a.plot(sizes, [100 * tables[n].get(kind, {}).get("right", np.nan) for n in sizes], "o-", label=kind[7:])
     a.set_title("clips of library songs: right song")
     for kind in ("outsider 3s clean", "outsider 3s noise", "outsider 3s phone-call", "outsider 1s clean", "outsider 1s noise"):

@@ -54,8 +54,8 @@ class LibrarySettings:
     label_steady_similarity: float = 0.9
     label_steady_patches: int = 8
     # store each song's landmarks (encoder/landmarks.py) and search them for clips the embeddings leave
-    # "unknown": ≈130 kB a minute of audio in memory once searched, so a library of many thousands of
-    # songs may do without (docs/BENCHMARKS.md, "Landmarks")
+    # "unknown": ≈56 kB a minute of audio on disk and 250 kB in memory once searched, so a library of
+    # many thousands of songs may do without (docs/BENCHMARKS.md, "Landmarks: what they cost")
     landmarks: bool = True
 
     def to_dict(self) -> dict:

@@ -303,11 +303,13 @@ class Library:
         return self.set_labels(song_id, tags, TAG)
 
     # -- reading -------------------------------------------------------------------------
-    def embed_clip(self, clip: AudioSource | np.ndarray):
-        """Decode and embed a query clip (a file, its bytes, or samples at the feature rate), patches cut densely."""
+    def embed_clip(self, clip: AudioSource | np.ndarray, *, landmarks: bool = True):
+        """Decode and embed a query clip (a file, its bytes, or samples at the feature rate), patches cut
+        densely; with its landmarks where the library keeps them and ``landmarks`` is true."""
         self._require_encoder()
         y = self.decode_clip(clip, min_seconds=self.features.min_clip_seconds)
-        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True)
+        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True,
+                                         landmarks=landmarks and self.settings.landmarks)
 
     def decode_clip(self, clip: AudioSource | np.ndarray, *, min_seconds: float) -> np.ndarray:
         """A query clip as samples at the feature rate (samples are taken as they are)."""

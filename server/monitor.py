@@ -265,7 +265,9 @@ def monitor(lib: "Library", recording: str | os.PathLike | bytes, cfg: MonitorCo
 def answer_window(lib: "Library", samples: np.ndarray, start_s: float) -> WindowAnswer:
     """The library's answer for one window, placed in the recording; silence names nothing."""
     try:
-        answer = lib.identify_embeddings(lib.embed_clip(samples), name="window")
+        # without landmarks: a window holding a second of a song has pairs enough to be named after it,
+        # and stretches spread into their neighbours (docs/BENCHMARKS.md, "Since 2026-12-06")
+        answer = lib.identify_embeddings(lib.embed_clip(samples, landmarks=False), name="window")
     except (SilentAudioError, TooShortError):
         return WindowAnswer(start_s, None)
     near = tuple((c.song.song_id, c.vote.offset_s - start_s) for c in answer.candidates)

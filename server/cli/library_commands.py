@@ -49,7 +49,7 @@ def add_parser_add(sub) -> None:
                    help="keep files the music gate calls non-music (by default they are refused)")
     p.add_argument("--no-landmarks", action="store_true",
                    help="a new library keeps no landmarks (peak pairs that find 1-s and phoned clips the embeddings "
-                        "miss; ≈130 kB of memory a minute of audio once searched): for libraries of many thousands of songs")
+                        "miss; ≈56 kB on disk and 250 kB of memory a minute of audio): for libraries of many thousands of songs")
 
 
 def add_catalog_parsers(sub) -> None:
