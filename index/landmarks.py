@@ -33,7 +33,7 @@ class LandmarkMatch:
     song_id: str
     aligned: int  # the clip's pairs found in this song at its best offset (± tolerance)
     offset_s: float  # where in the song the clip starts
-    hashes: int  # pairs the clip has
+    pairs: int  # pairs the clip has
 
 
 class LandmarkIndex:

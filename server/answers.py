@@ -62,7 +62,7 @@ class Match:
                 "similarity": round(self.vote.similarity, 4), "votes": self.vote.votes,
                 "labels": list(self.song.labels), "verified": _rounded(self.vote.verified), "by": self.by,
                 "landmarks": None if self.landmarks is None else
-                {"aligned": self.landmarks.aligned, "pairs": self.landmarks.hashes}}
+                {"aligned": self.landmarks.aligned, "pairs": self.landmarks.pairs}}
 
     def candidate_dict(self) -> dict:
         return {"song_id": self.song.song_id, "path": self.song.path, "title": self.song.title,

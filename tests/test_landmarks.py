@@ -133,8 +133,8 @@ def test_saved_answers_are_rejudged_with_landmarks_and_the_bars_chosen_without_a
 
     def clip(member, truth, aligned, runner_up):
         return ClipAnswer(member, 1.0, "clean", truth, None, "no_match", [],
-                          [{"song_id": truth or "x", "aligned": aligned, "offset_s": 0.0, "hashes": 300},
-                           {"song_id": "y", "aligned": runner_up, "offset_s": 0.0, "hashes": 300}])
+                          [{"song_id": truth or "x", "aligned": aligned, "offset_s": 0.0, "pairs": 300},
+                           {"song_id": "y", "aligned": runner_up, "offset_s": 0.0, "pairs": 300}])
     answers = [clip(True, "a", 30, 2), clip(True, "b", 14, 3), clip(False, None, 10, 2)]  # a stranger: 10 pairs
     judged = rejudge(answers, VoteConfig(landmark_min_aligned=12, landmark_min_ratio=2.0))
     assert [a.answer for a in judged] == ["a", "b", None] and judged[2].reason == "no_match"
