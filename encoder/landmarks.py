@@ -10,7 +10,7 @@ Peaks are read in the telephone band at 8 kHz, so that a call keeps the same one
 A peak is the loudest cell of its neighbourhood (17 bins × 9 frames) and louder than its bin's
 median; at most ``peaks_per_s`` are kept, the strongest, which rarely binds. Density is what finds
 short clips: on validation clips, capping at 30 a second found 53 % of 1-s clips and 68 % of 3-s
-phone calls, 60 a second 100 % and 98 % (docs/BENCHMARKS.md, "Landmarks"). Each peak is paired
+phone calls, 60 a second 100 % and 98 % (docs/BENCHMARKS.md, "Since 2026-12-06"). Each peak is paired
 with the next ``fan_out`` peaks within ``max_dt_frames`` and ``max_df_bins``; a pair's hash packs
 (first peak's bin, bin difference, frame difference) into 21 bits.
 """
