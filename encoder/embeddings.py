@@ -87,13 +87,13 @@ class Embedder:
                 out[i : i + len(x)] = e.float().cpu().numpy()
         return out, (np.concatenate(stats) if stats else None)
 
-    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False, landmarks: bool | None = None) -> Embeddings:
+    def embed_audio(self, y: np.ndarray, *, hop_frames: int, pad: bool = False, landmarks: bool = True) -> Embeddings:
         """Mono audio at the feature rate → embeddings of its non-silent patches (fingerprint, and style
         where the embedder has a style head), their offsets and the audio's log-mel spectrogram."""
         patches, offsets, S_db = audio_to_patches_and_spectrogram(y, hop_frames=hop_frames, cfg=self.features, pad=pad)
         query = self.embed_query(patches, offsets, S_db) if pad else None
-        wanted = self.landmarks if landmarks is None else landmarks  # a caller may skip them (monitor windows)
-        peak_pairs = peak_pairs_of(y, self.features.sample_rate) if wanted else None
+        # landmarks where the embedder keeps them, unless this call does without (monitor windows)
+        peak_pairs = peak_pairs_of(y, self.features.sample_rate) if self.landmarks and landmarks else None
         if self.style is None:
             return Embeddings(self.embed_patches(patches), offsets, S_db, query=query, landmarks=peak_pairs)
         vectors, style = self.embed_patches_with_style(patches, every=max(1, STYLE_HOP_FRAMES // hop_frames))

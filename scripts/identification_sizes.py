@@ -144,9 +144,8 @@ def fit(meta: dict, results: dict, args) -> int:
     weight; the one that identifies the most validation member clips, each length counting alike, is kept."""
     from tuneprint.encoder.features import FeatureConfig
     from tuneprint.index.calibration import choose_score_rule, choose_size_rule
-    from tuneprint.index.vote import VoteConfig
     from tuneprint.server.evaluation.sizes import choose_landmark_rule, rule_arrays
-    from tuneprint.server.folder import write_calibration
+    from tuneprint.server.folder import vote_of, write_calibration
 
     patch_seconds = FeatureConfig().patch_seconds
     tried = {}
@@ -162,9 +161,8 @@ def fit(meta: dict, results: dict, args) -> int:
     chosen = {**tried[("bars", weight)], **tried[(kind, weight)], "verify_weight": weight, "kind": kind,
               "tried": {f"{k} {w}": {s: b["member_hit_rate"] for s, b in t["by_length"].items()}
                         for (k, w), t in tried.items()}}
-    chosen_vote = replace(VoteConfig(**{k: v for k, v in meta["vote"].items() if k in VoteConfig.__dataclass_fields__}),
-                          **{k: chosen[k] for k in ("verify_weight", "min_evidence", "min_lead", "short_bars",
-                                                    "reference_songs", "similarity_slope", "score_rule")})
+    chosen_vote = replace(vote_of(meta["vote"]), **{k: chosen[k] for k in (
+        "verify_weight", "min_evidence", "min_lead", "short_bars", "reference_songs", "similarity_slope", "score_rule")})
     landmarks = choose_landmark_rule(results, chosen_vote)
     chosen.update(landmark_min_aligned=landmarks["min_aligned"], landmark_min_ratio=landmarks["min_ratio"])
     print(json.dumps({k: v for k, v in chosen.items() if k != "rule"}, indent=1))

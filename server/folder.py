@@ -151,7 +151,7 @@ def shipped_calibration(model_id: str, path: Path = CALIBRATION_FILE) -> dict | 
     return data["vote"] if data.get("model_id") == model_id else None
 
 
-def _vote_of(calibration: dict) -> VoteConfig:
+def vote_of(calibration: dict) -> VoteConfig:
     """Calibrated vote settings as VoteConfig (keys it does not know are left out)."""
     return VoteConfig(**{k: v for k, v in calibration.items() if k in VoteConfig.__dataclass_fields__})
 
@@ -159,7 +159,7 @@ def _vote_of(calibration: dict) -> VoteConfig:
 def shipped_vote(model_id: str, path: Path = CALIBRATION_FILE) -> VoteConfig | None:
     """:func:`shipped_calibration` as vote settings."""
     shipped = shipped_calibration(model_id, path)
-    return _vote_of(shipped) if shipped else None
+    return vote_of(shipped) if shipped else None
 
 
 def calibrated_vote(model) -> VoteConfig | None:
@@ -168,7 +168,7 @@ def calibrated_vote(model) -> VoteConfig | None:
     (scripts/calibrate.py)."""
     calibration = shipped_calibration(model.model_id)
     calibration = calibration or (model.meta.get("extra", {}).get("calibration") if model.meta else None)
-    return _vote_of(calibration) if calibration else None
+    return vote_of(calibration) if calibration else None
 
 
 def write_empty_library(folder: Path, settings: LibrarySettings, model, style=None) -> None:

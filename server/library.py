@@ -19,6 +19,7 @@ import numpy as np
 
 from tuneprint.errors import BusyError, LibraryError, MismatchError, NotFoundError
 from tuneprint.index.catalog import LABEL, TAG, Catalog, Song
+from tuneprint.index.landmarks import LandmarkIndex, LandmarkRule, confidence as landmark_confidence, winner
 from tuneprint.index.vectors import VectorIndex, create_index, load_index, save_index
 from tuneprint.index.vote import SongVote, VoteConfig
 
@@ -308,8 +309,7 @@ class Library:
         densely; with its landmarks where the library keeps them and ``landmarks`` is true."""
         self._require_encoder()
         y = self.decode_clip(clip, min_seconds=self.features.min_clip_seconds)
-        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True,
-                                         landmarks=landmarks and self.settings.landmarks)
+        return self.embedder.embed_audio(y, hop_frames=self.settings.query_hop_frames, pad=True, landmarks=landmarks)
 
     def decode_clip(self, clip: AudioSource | np.ndarray, *, min_seconds: float) -> np.ndarray:
         """A query clip as samples at the feature rate (samples are taken as they are)."""
@@ -364,8 +364,6 @@ class Library:
     def _landmark_answer(self, emb, cfg: VoteConfig, votes: list[SongVote]) -> Match | None:
         """The song holding most of the clip's peak pairs at one offset, if it clears the landmark bars
         (``VoteConfig.landmark_min_aligned``); its vote is the embeddings' for it, at the landmarks' offset."""
-        from tuneprint.index.landmarks import LandmarkRule, confidence as landmark_confidence, winner
-
         if not cfg.landmark_min_aligned or emb.landmarks is None or not len(emb.landmarks):
             return None
         rule = LandmarkRule(cfg.landmark_min_aligned, cfg.landmark_min_ratio)
@@ -378,8 +376,6 @@ class Library:
 
     def landmark_index(self):
         """Every stored song's landmarks, searchable (index/landmarks.py); rebuilt when the catalog changed."""
-        from tuneprint.index.landmarks import LandmarkIndex
-
         with self._lock:
             self.refresh()
             if self._landmark_index is None or self._landmark_index[0] != self._generation:

@@ -176,9 +176,9 @@ def distractor_batches(lib, cache: Path, batch: int, files: list[Path] | None = 
     for round_ in range(copies + 1):
         rng = np.random.default_rng([seed, round_])
         for f in files:
-            row = _distractor(codec, f)
+            row = _distractor(codec, f, with_landmarks=not round_)  # a blended copy has no audio, so no landmarks
             if round_:
-                row = blended_copy(row, _distractor(codec, _other_song(files, f, rng)), mix, round_)
+                row = blended_copy(row, _distractor(codec, _other_song(files, f, rng), with_landmarks=False), mix, round_)
             rows.append(row)
             if len(rows) == batch:
                 yield rows
@@ -187,13 +187,13 @@ def distractor_batches(lib, cache: Path, batch: int, files: list[Path] | None = 
         yield rows
 
 
-def _distractor(codec, f: Path) -> tuple[Song, Embeddings]:
+def _distractor(codec, f: Path, with_landmarks: bool = True) -> tuple[Song, Embeddings]:
     data = np.load(f)
     vectors = codec.sa_decode(data["codes"])
     song = Song(f"distractor-{f.stem}", str(f), f.stem, None, float(data["seconds"]), f"distractor:{f.stem}",
                 ("distractor",))
     return song, Embeddings(vectors.astype(np.float32), data["offsets"], data["view"].astype(np.float32),
-                            landmarks=_cached_landmarks(f))
+                            landmarks=_cached_landmarks(f) if with_landmarks else None)
 
 
 LANDMARKS_DIR = "landmarks"  # beside the cache's .npz files: each distractor's landmarks (encoder/landmarks.py)

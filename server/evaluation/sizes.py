@@ -225,19 +225,24 @@ def choose_landmark_rule(results: dict[int, list[ClipAnswer]], vote: VoteConfig,
     for aligned in grid[0]:
         for ratio in grid[1]:
             rule = replace(vote, landmark_min_aligned=aligned, landmark_min_ratio=ratio)
-            hits, added = [], 0
-            for answers in base.values():
-                by_length: dict[float, list[bool]] = {}
-                for a in answers:
-                    answer = a.answer if a.answer is not None else landmark_answer(a, rule)
-                    added += a.answer is None and answer is not None and answer != a.truth
-                    if a.member:
-                        by_length.setdefault(a.seconds, []).append(answer == a.truth)
-                hits.append(float(np.mean([np.mean(v) for v in by_length.values()])))
+            judged = {n: [a if a.answer is not None else replace(a, answer=landmark_answer(a, rule)) for a in answers]
+                      for n, answers in base.items()}
+            added = sum(b.answer is None and a.answer is not None and a.answer != a.truth
+                        for n in base for a, b in zip(judged[n], base[n]))
             tried[f"{aligned} {ratio:g}"] = {"min_aligned": aligned, "min_ratio": ratio,
-                                             "member_hit_rate": round(float(np.mean(hits)), 4), "added_errors": int(added)}
+                                             "member_hit_rate": round(_member_hit_rate(judged), 4), "added_errors": int(added)}
     safe = [t for t in tried.values() if t["added_errors"] == 0]
     best = max(safe, key=lambda t: (t["member_hit_rate"], t["min_aligned"], t["min_ratio"]))
-    without = float(np.mean([np.mean([np.mean([a.answer == a.truth for a in answers if a.member and a.seconds == s])
-                                      for s in {a.seconds for a in answers if a.member}]) for answers in base.values()]))
-    return {**best, "member_hit_rate_without": round(without, 4), "tried": tried}
+    return {**best, "member_hit_rate_without": round(_member_hit_rate(base), 4), "tried": tried}
+
+
+def _member_hit_rate(results: dict[int, list[ClipAnswer]]) -> float:
+    """Share of member clips answered with their song, clip lengths and library sizes counting alike."""
+    rates = []
+    for answers in results.values():
+        by_length: dict[float, list[bool]] = {}
+        for a in answers:
+            if a.member:
+                by_length.setdefault(a.seconds, []).append(a.answer == a.truth)
+        rates.append(float(np.mean([np.mean(v) for v in by_length.values()])))
+    return float(np.mean(rates))
