@@ -146,10 +146,13 @@ def test_the_threshold_is_the_one_closest_to_meeting_both_floors():
     assert all(floor_gap(overlap, data, t) <= floor_gap(overlap, data, other) for other in THRESHOLDS)
 
 
-def test_a_packages_short_sounds_leave_out_its_music_its_jingles_and_repeats(tmp_path):
+def test_a_packages_short_sounds_leave_out_its_music_its_jingles_its_songs_and_repeats(tmp_path, monkeypatch):
     """gate_data.package_sounds: what a Debian package adds to the non-music, read from its unpacked
     files (the listing under raw/.extracted names them, as dpkg -c does)."""
+    from tuneprint.server.evaluation import gate_data
     from tuneprint.server.evaluation.gate_data import package_sounds
+
+    monkeypatch.setattr(gate_data, "SONG_SOUNDS", {"g-data": ("sing-",)})
 
     raw = tmp_path / "raw"
     tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(SR) / SR)).astype(np.float32)
@@ -157,6 +160,7 @@ def test_a_packages_short_sounds_leave_out_its_music_its_jingles_and_repeats(tmp
              "usr/share/games/g/sounds/boom.wav": clicks(2.0),
              "usr/share/games/g/sounds/copy.wav": clicks(2.0),  # the same content again
              "usr/share/games/g/sounds/tick.wav": tone[: SR // 10],  # under 0.2 s
+             "usr/share/games/g/sounds/sing-1.wav": tone * 0.9,  # the package plays it as a song
              "usr/share/games/g/sounds/stage1.ogg": np.tile(tone, 31),  # the package's music (≥ 30 s)
              "usr/share/games/g/sounds/jingle.ogg": np.tile(tone, 5),  # short, beside it in its format
              "usr/share/games/g/music/intro.ogg": np.tile(tone, 8)}  # short, in a music folder
@@ -170,9 +174,33 @@ def test_a_packages_short_sounds_leave_out_its_music_its_jingles_and_repeats(tmp
     assert package_sounds(raw, "other-data", ("sounds",)) == []
 
 
-def test_gate_splits_share_no_song_and_spread_a_collections_clips_over_its_songs(tmp_path):
+
+def test_world_clips_are_everyday_sounds_and_speakers_without_instruments_or_letters(tmp_path):
+    """gate_data.world_clips: the benchmark-only real recordings (Tux Paint's stamps)."""
+    from tuneprint.server.evaluation.gate_data import WORLD_PACKAGE, world_clips
+
+    raw = tmp_path / "raw"
+    files = {"usr/share/tuxpaint/stamps/animals/dog.ogg": clicks(2.0),
+             "usr/share/tuxpaint/stamps/animals/dog_desc_fr.ogg": clicks(1.5, seed=3),
+             "usr/share/tuxpaint/stamps/animals/cat.ogg": clicks(0.5),  # shorter than any query
+             "usr/share/tuxpaint/stamps/hobbies/music/violin.ogg": clicks(2.0, seed=4),
+             "usr/share/tuxpaint/stamps/symbols/a_desc.ogg": clicks(2.0, seed=5)}
+    for name, y in files.items():
+        write(raw / Path(name).parent, Path(name).name, y)
+    (raw / ".extracted").mkdir()
+    (raw / ".extracted" / f"{WORLD_PACKAGE}_1.0_all.deb").write_text(
+        "\n".join(f"-rw-r--r-- root/root 1 2020-01-01 00:00 ./{n}" for n in files))
+    clips = list(world_clips(raw))
+    assert {(c.kind, Path(c.source).name) for c in clips} == {("world", "dog.ogg"), ("speech", "dog_desc_fr.ogg")}
+    assert all(c.label == 0 and c.condition == "clean" and 0 < len(c.samples) for c in clips)
+    assert list(world_clips(tmp_path / "nothing-here")) == []
+
+
+def test_gate_splits_share_no_song_and_spread_a_collections_clips_over_its_songs(tmp_path, monkeypatch):
+    from tuneprint.server.evaluation import gate_data
     from tuneprint.server.evaluation.gate_data import GateDataConfig, music_songs, sound_collections
 
+    monkeypatch.setattr(gate_data, "SPOKEN_TRACKS", frozenset({"supertuxkart/s3.ogg"}))  # a monologue: not music
     cfg = GateDataConfig()
     lo, hi = cfg.song_clips[0]
     per_song = [cfg.per_song(n, "train") for n in range(1, 200)]
@@ -186,7 +214,8 @@ def test_gate_splits_share_no_song_and_spread_a_collections_clips_over_its_songs
         (tmp_path / name).write_text("path,label,seconds,sha256\n" + "".join(f"{p},{c},60,x\n" for p, c in chosen))
     splits = {split: {p for p, _ in music_songs(tmp_path, split)} for split in ("train", "val", "test")}
     assert not splits["train"] & (splits["val"] | splits["test"]) and not splits["val"] & splits["test"]
-    assert sum(len(v) for v in splits.values()) == len(rows)
+    assert sum(len(v) for v in splits.values()) == len(rows) - 1
+    assert "music/supertuxkart/s3.ogg" not in set.union(*splits.values())
     collections = {split: {Path(p).parent.name for p in v} for split, v in splits.items()}
     assert "singularity" in collections["val"] and "hyperrogue" in collections["test"]
     assert "singularity" not in collections["train"] | collections["test"]

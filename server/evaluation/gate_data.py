@@ -13,7 +13,8 @@ val        val songs of the identification corpus      the other 20 % of ``noise
                                                        synthetic
 test       test songs, every song of the unseen        ``noise-heldout/`` and the short sounds of
            collections, the style collections'         the unseen collections' packages (none
-           held-out songs and unseen collections       ever trained on), speech in other
+           held-out songs and unseen collections       ever trained on; fillets-ng-data's are
+                                                       mostly actors' lines), speech in other
                                                        languages, voices and sentences, synthetic
 =========  ==========================================  =========================================
 
@@ -53,7 +54,7 @@ from .clips import ClipConfig, degrade_clip, noise_files
 from .corpus import (MAX_NOISE_SECONDS, MIN_MUSIC_SECONDS, STYLE_MUSIC, STYLE_UNSEEN_COLLECTIONS,
                      STYLE_VAL_COLLECTIONS, duration, is_style_fetched, package_root, split_corpus,
                      split_style_corpus)
-from .noise import SENTENCES, TRAIN_SENTENCES, TRAIN_VOICES, VOICES
+from .noise import SENTENCES, TRAIN_SENTENCES, TRAIN_VOICES, VOICES, WORLD_PACKAGE
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,15 @@ SPEECH = {
 SYNTHETIC = ("white", "pink", "brown", "hum", "drone", "call", "bell", "clicks", "rumble", "hiss")
 
 
-DATA_VERSION = "gate-data-v2"  # what gate_clips makes; part of the cache's name
+DATA_VERSION = "gate-data-v3"  # what gate_clips makes; part of the cache's name
+# Short files a package's own scripts play as music, though they sit among its sound effects: in
+# fillets-ng-data's viking1 level the three Vikings sing (script/viking1/code.lua plays d1-z-v*,
+# d1-z-b*, d1-z-p* as MELODAK_SONG, BASAK_SONG, PISKAC_SONG; "They stopped playing!" when they stop).
+SONG_SOUNDS = {"fillets-ng-data": ("d1-z-",)}
+# And the reverse: a corpus "song" its package plays as a sound effect: supertuxkart's
+# nolok_speech.ogg, a villain's spoken monologue, is an sfx-emitter of the intro cut scene
+# (tracks/introcutscene2/scene.xml; the scene's music is intro2.ogg). Not music for the gate.
+SPOKEN_TRACKS = frozenset({"supertuxkart/nolok_speech.ogg"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,8 @@ def sound_collections(split: str) -> tuple[str, ...]:
 def package_sounds(raw: Path, package: str, music_folders: tuple[str, ...] = ()) -> list[Path]:
     """The short sounds of a Debian package unpacked under ``raw``: audio files of 0.2–30 s, none
     under a folder named for music, none beside the package's music (in ``music_folders``) in its
-    own format (a short file next to the songs, made as they are, is a jingle: music), each content once."""
+    own format (a short file next to the songs, made as they are, is a jingle: music), none that the
+    package plays as a song (:data:`SONG_SOUNDS`), each content once."""
     files = package_root(raw, package)
     seconds = {f: duration(f) for f in files}
     music_kinds = {(f.parent, f.suffix.lower()) for f, s in seconds.items()
@@ -146,6 +156,8 @@ def package_sounds(raw: Path, package: str, music_folders: tuple[str, ...] = ())
         if not 0.2 <= seconds[f] <= MAX_NOISE_SECONDS or (f.parent, f.suffix.lower()) in music_kinds:
             continue
         if any("music" in part.lower() for part in f.relative_to(raw).parts):
+            continue
+        if f.stem.startswith(SONG_SOUNDS.get(package, ())):
             continue
         digest = hashlib.sha256(f.read_bytes()).hexdigest()
         if digest not in seen:
@@ -278,21 +290,50 @@ def gate_clips(corpus: str | Path, split: str, cfg: GateDataConfig = GateDataCon
         yield GateClip(0, "synthetic", kind, condition, _degrade(y, condition, noises, rng))
 
 
+# -- real recordings nobody trained on (benchmark only) --------------------------------------
+WORLD_LEFT_OUT = ("hobbies/music", "symbols")  # instruments playing; letters and numbers read out
+
+
+def world_clips(raw: str | Path, cfg: GateDataConfig = GateDataConfig(), speakers: int = 300) -> Iterator[GateClip]:
+    """Clips of Tux Paint's stamp sounds (:data:`.noise.WORLD_PACKAGE`, unpacked by
+    scripts/fetch_world_noise.py; no training reads it), real recordings of animals, machines, tools, vehicles and
+    weather (kind "world"; up to :attr:`GateDataConfig.sound_clips` excerpts of each file of ≥ 1 s),
+    and of ``speakers`` of its spoken descriptions of ≥ 1 s, people reading a sentence in one of a
+    dozen languages (kind "speech"), all as recorded. None is music; no gate trained on them."""
+    raw = Path(raw)
+    rng = np.random.default_rng([cfg.seed, 99])
+    n = int(round(cfg.clip_s * SR))
+    files = [f for f in package_root(raw, WORLD_PACKAGE)
+             if not any(part in f.relative_to(raw).as_posix() for part in WORLD_LEFT_OUT)]
+    things = [f for f in files if "_desc" not in f.name and duration(f) >= cfg.min_sound_s]
+    spoken = [f for f in files if "_desc" in f.name and duration(f) >= cfg.min_sound_s]
+    picked = [spoken[i] for i in sorted(rng.choice(len(spoken), size=min(speakers, len(spoken)), replace=False))]
+    for kind, chosen in (("world", things), ("speech", picked)):
+        for f in chosen:
+            try:
+                y = load_audio(f, sr=SR)
+            except AudioError as e:  # e.g. a 5 kHz recording, which tuneprint refuses
+                log.info("gate world clips: skipping %s", e)
+                continue
+            for start in _starts(len(y), n, cfg.sound_clips if kind == "world" else 1, rng):
+                yield GateClip(0, kind, f.relative_to(raw).as_posix(), "clean", y[start : start + n])
+
+
 def music_songs(corpus: Path, split: str) -> list[tuple[str, str]]:
     """(path, collection) of the songs of ``split``: the identification corpus's (train, val; test
     and unseen for test) and, where fetched, the style collections' (:func:`corpus.split_style_corpus`:
     train, val; seen_test and unseen for test). Identification val songs, which style trains on,
-    stay in val."""
+    stay in val. :data:`SPOKEN_TRACKS` are left out."""
     ident = split_corpus(corpus)
     songs = ident["test"] + ident["unseen"] if split == "test" else list(ident[split])
-    if not is_style_fetched(corpus):
-        return songs
-    style = split_style_corpus(corpus)
-    held = {p for part in ("val", "test", "unseen") for p, _ in ident[part]}
-    extra = {"train": [s for s in style["train"] if s[0] not in held], "val": style["val"],
-             "test": style["seen_test"] + style["unseen"]}[split]
-    known = {p for p, _ in songs}
-    return songs + [s for s in extra if s[0] not in known]
+    if is_style_fetched(corpus):
+        style = split_style_corpus(corpus)
+        held = {p for part in ("val", "test", "unseen") for p, _ in ident[part]}
+        extra = {"train": [s for s in style["train"] if s[0] not in held], "val": style["val"],
+                 "test": style["seen_test"] + style["unseen"]}[split]
+        known = {p for p, _ in songs}
+        songs += [s for s in extra if s[0] not in known]
+    return [(p, c) for p, c in songs if f"{c}/{Path(p).name}" not in SPOKEN_TRACKS]
 
 
 def music_clips(corpus: Path, split: str, cfg: GateDataConfig, noises: list[np.ndarray],
