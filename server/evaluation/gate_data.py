@@ -296,10 +296,10 @@ WORLD_LEFT_OUT = ("hobbies/music", "symbols")  # instruments playing; letters an
 
 def world_clips(raw: str | Path, cfg: GateDataConfig = GateDataConfig(), speakers: int = 300) -> Iterator[GateClip]:
     """Clips of Tux Paint's stamp sounds (:data:`.noise.WORLD_PACKAGE`, unpacked by
-    scripts/fetch_world_noise.py; no training reads it), real recordings of animals, machines, tools, vehicles and
-    weather (kind "world"; up to :attr:`GateDataConfig.sound_clips` excerpts of each file of ≥ 1 s),
-    and of ``speakers`` of its spoken descriptions of ≥ 1 s, people reading a sentence in one of a
-    dozen languages (kind "speech"), all as recorded. None is music; no gate trained on them."""
+    scripts/fetch_world_noise.py; no training reads it): real recordings of animals, machines,
+    tools, vehicles and weather (kind "world"; up to :attr:`GateDataConfig.sound_clips` excerpts of
+    each file of ≥ 1 s), and ``speakers`` of its spoken descriptions of ≥ 1 s, people reading a
+    sentence in one of a dozen languages (kind "speech"), all as recorded. None is music."""
     raw = Path(raw)
     rng = np.random.default_rng([cfg.seed, 99])
     n = int(round(cfg.clip_s * SR))

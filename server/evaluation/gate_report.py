@@ -259,4 +259,5 @@ def train_gate(corpus: Path, out: Path, benchmarks: Path | None, *, model_spec: 
         shown = out.resolve().relative_to(Path.cwd()) if out.resolve().is_relative_to(Path.cwd()) else out
         body = markdown(selection, figures, files, counts, shown, data_sources(corpus, cfg, raw), world)
         write_section(benchmarks, "gate", "Music / non-music gate", body)
-    return {"figures": figures, "files": files, "world": world, "selection": [(c.name, t, s) for c, t, s in selection.rows]}
+    return {"figures": figures, "files": files, "world": world,
+            "selection": [(c.name, t, s) for c, t, s in selection.rows]}
